@@ -1,0 +1,14 @@
+//! `presence-proto`: the sans-IO core of a SIP presence server.
+//!
+//! No sockets, no async, no threads, no clock reads: the [`Server`] consumes inputs (connection
+//! opened/closed, bytes received, timer expiry) with the current time passed in, and is polled for
+//! actions (bytes to send, connections to open or close) and for its next deadline.
+
+pub mod config;
+pub mod pidf;
+pub mod rng;
+pub mod server;
+pub mod sip;
+
+pub use config::Config;
+pub use server::{Action, ConnId, Server, Stats, Target};
