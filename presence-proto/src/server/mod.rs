@@ -5,12 +5,30 @@
 //! [`Server::poll_timeout`] (or the next input) and call [`Server::handle_timeout`]. `now` must
 //! never go backwards; spurious timeouts are no-ops.
 
+mod output;
+mod presentity;
+mod publication;
+mod response;
+mod subscription;
+mod timers;
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
+use tracing::{debug, warn};
 
 use crate::config::Config;
+use crate::rng::Rng;
+use crate::sip::{Framer, HeaderName, Message, Method, Via};
+
+use output::Output;
+use presentity::Presentities;
+use publication::Publications;
+use response::{can_answer, request_info, warning, write_response};
+use subscription::Subscriptions;
+use timers::{Timer, Timers};
 
 /// A transport connection, allocated by the core (for inbound and outbound connections alike).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,55 +62,284 @@ pub struct Stats {
     pub presentities: usize,
     pub publications: usize,
     pub subscriptions: usize,
+    pub timers: usize,
+    pub requests_received: u64,
+    pub responses_sent: u64,
     pub notifies_sent: u64,
     pub notify_failures: u64,
-    pub requests_received: u64,
+    pub protocol_errors: u64,
+}
+
+/// A subscription (dialog) handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct SubId(pub(crate) u64);
+
+/// A publication handle (stable across ETag changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct PubId(pub(crate) u64);
+
+#[derive(Debug)]
+struct Connection {
+    /// The peer's address; for an outbound connection not yet reported, the target's if it is an IP.
+    remote: Option<SocketAddr>,
+    framer: Framer,
 }
 
 /// The presence server: all state of one shard.
 #[derive(Debug)]
 pub struct Server {
     config: Config,
+    rng: Rng,
+    next_conn: u64,
+    conns: HashMap<ConnId, Connection>,
+    /// Open connections by peer address, to reuse one for NOTIFYs.
+    conn_by_addr: HashMap<SocketAddr, ConnId>,
+    /// Outbound connections by target, for hosts that are not IP literals.
+    conn_by_target: HashMap<(String, u16), ConnId>,
+    presentities: Presentities,
+    publications: Publications,
+    subscriptions: Subscriptions,
+    timers: Timers,
+    output: Output,
+    stats: Stats,
 }
 
 impl Server {
-    /// Creates a server. `seed` feeds the generator for tags and ETags.
+    /// Creates a server. `seed` feeds the generator for tags, ETags and branches.
     pub fn new(config: Config, now: Instant, seed: u64) -> Server {
-        let _ = (now, seed);
-        Server { config }
+        let _ = now;
+        let mut rng = Rng::new(seed);
+        let instance = rng.token(8);
+        let subscriptions = Subscriptions::new(&config, instance);
+        Server {
+            config,
+            rng,
+            next_conn: 1,
+            conns: HashMap::new(),
+            conn_by_addr: HashMap::new(),
+            conn_by_target: HashMap::new(),
+            presentities: Presentities::default(),
+            publications: Publications::default(),
+            subscriptions,
+            timers: Timers::default(),
+            output: Output::default(),
+            stats: Stats::default(),
+        }
     }
+
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.config
     }
+
     /// An inbound connection was accepted.
     pub fn connection_opened(&mut self, now: Instant, remote: SocketAddr, local: SocketAddr) -> ConnId {
-        todo!("{now:?} {remote} {local}")
+        let _ = (now, local);
+        let id = self.alloc_conn();
+        self.conns.insert(id, Connection { remote: Some(remote), framer: Framer::new(self.config.max_message_size) });
+        self.conn_by_addr.insert(remote, id);
+        id
     }
+
     /// Bytes arrived on a connection.
     pub fn connection_data(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
-        todo!("{now:?} {conn:?} {data:?}")
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        c.framer.push(data);
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else { return };
+            let remote = c.remote;
+            match c.framer.next_message() {
+                Ok(Some(raw)) => self.handle_message(now, conn, remote, raw),
+                Ok(None) => return,
+                Err(e) => {
+                    warn!(?conn, ?remote, error = ?e, "closing connection: cannot frame its stream");
+                    self.stats.protocol_errors += 1;
+                    self.close(now, conn);
+                    return;
+                }
+            }
+        }
     }
+
     /// A connection was closed by the peer, failed, or could not be established.
     pub fn connection_closed(&mut self, now: Instant, conn: ConnId) {
-        todo!("{now:?} {conn:?}")
+        if self.forget_conn(conn) {
+            self.output.discard(conn);
+            self.subscriptions_lost_connection(now, conn);
+        }
     }
+
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        todo!("{now:?}")
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                Timer::SubscriptionExpiry(id) => self.subscription_timer(now, id),
+                Timer::PublicationExpiry(id) => self.publication_timer(now, id),
+            }
+        }
+        while let Some((sub, cseq)) = self.timers.pop_notify_due(now) {
+            self.notify_timeout(now, sub, cseq);
+        }
     }
+
     /// The next action to perform, if any.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
-        todo!()
+        self.output.poll()
     }
+
     /// The next instant at which [`Server::handle_timeout`] must be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!()
+        self.timers.next_deadline()
     }
+
     /// Current counters.
     pub fn stats(&self) -> Stats {
-        todo!()
+        Stats {
+            connections: self.conns.len(),
+            presentities: self.presentities.len(),
+            publications: self.publications.len(),
+            subscriptions: self.subscriptions.len(),
+            timers: self.timers.len(),
+            ..self.stats.clone()
+        }
+    }
+
+    fn alloc_conn(&mut self) -> ConnId {
+        let id = ConnId(self.next_conn);
+        self.next_conn += 1;
+        id
+    }
+
+    /// Removes a connection from the tables; false if it was unknown.
+    fn forget_conn(&mut self, conn: ConnId) -> bool {
+        let Some(c) = self.conns.remove(&conn) else { return false };
+        if let Some(addr) = c.remote
+            && self.conn_by_addr.get(&addr) == Some(&conn)
+        {
+            self.conn_by_addr.remove(&addr);
+        }
+        self.conn_by_target.retain(|_, c| *c != conn);
+        true
+    }
+
+    /// Closes a connection on our side (after what was written to it).
+    fn close(&mut self, now: Instant, conn: ConnId) {
+        if self.forget_conn(conn) {
+            self.output.close(conn);
+            self.subscriptions_lost_connection(now, conn);
+        }
+    }
+
+    /// The connection to send on towards `target`: an open one to that address, or a new one.
+    fn conn_to(&mut self, target: crate::server::Target) -> ConnId {
+        let ip = target.host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().ok();
+        if let Some(ip) = ip {
+            let addr = SocketAddr::new(ip, target.port);
+            if let Some(c) = self.conn_by_addr.get(&addr) {
+                return *c;
+            }
+            let id = self.alloc_conn();
+            self.conns.insert(id, Connection { remote: Some(addr), framer: Framer::new(self.config.max_message_size) });
+            self.conn_by_addr.insert(addr, id);
+            self.output.connect(Action::Connect { conn: id, target });
+            return id;
+        }
+        let key = (target.host.to_ascii_lowercase(), target.port);
+        if let Some(c) = self.conn_by_target.get(&key) {
+            return *c;
+        }
+        let id = self.alloc_conn();
+        self.conns.insert(id, Connection { remote: None, framer: Framer::new(self.config.max_message_size) });
+        self.conn_by_target.insert(key, id);
+        self.output.connect(Action::Connect { conn: id, target });
+        id
+    }
+
+    fn is_open(&self, conn: ConnId) -> bool {
+        self.conns.contains_key(&conn)
+    }
+
+    fn handle_message(&mut self, now: Instant, conn: ConnId, remote: Option<SocketAddr>, raw: Bytes) {
+        let msg = match Message::parse(raw, self.config.max_headers) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(?conn, ?remote, reason = e.reason, "closing connection: unparsable message");
+                self.stats.protocol_errors += 1;
+                self.close(now, conn);
+                return;
+            }
+        };
+        if msg.is_request() {
+            self.stats.requests_received += 1;
+            self.handle_request(now, conn, remote, &msg);
+        } else {
+            self.handle_response(now, &msg);
+        }
+    }
+
+    fn handle_request(&mut self, now: Instant, conn: ConnId, remote: Option<SocketAddr>, msg: &Message) {
+        let remote = remote.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        if !can_answer(msg) {
+            warn!(?conn, %remote, "closing connection: request without Via/From/To/Call-ID/CSeq");
+            self.stats.protocol_errors += 1;
+            self.close(now, conn);
+            return;
+        }
+        let info = match request_info(msg) {
+            Ok(info) => info,
+            Err(reason) => {
+                debug!(?conn, %remote, reason, "bad request");
+                self.stats.protocol_errors += 1;
+                let w = warning(reason);
+                self.respond(conn, remote, msg, 400, "Bad Request", &[("Warning", &w)]);
+                return;
+            }
+        };
+        match msg.method() {
+            Some(Method::Publish) => self.handle_publish(now, conn, remote, msg, &info),
+            Some(Method::Subscribe) => self.handle_subscribe(now, conn, remote, msg, &info),
+            Some(Method::Ack) => {}
+            _ => self.respond(conn, remote, msg, 405, "Method Not Allowed", &[("Allow", b"PUBLISH, SUBSCRIBE")]),
+        }
+    }
+
+    fn handle_response(&mut self, now: Instant, msg: &Message) {
+        let Some(code) = msg.status() else { return };
+        let Some(branch) = msg
+            .header(&HeaderName::Via)
+            .and_then(|v| Via::parse_list(v))
+            .and_then(|vias| vias.into_iter().next())
+            .and_then(|v| v.branch().map(str::to_owned))
+        else {
+            return;
+        };
+        self.notify_response(now, &branch, code);
+    }
+
+    /// Writes a response (no dialog: a fresh To tag when the request has none).
+    fn respond(&mut self, conn: ConnId, remote: SocketAddr, msg: &Message, code: u16, reason: &str, extra: &[(&str, &[u8])]) {
+        let tag = self.rng.token(10);
+        self.respond_tagged(conn, remote, msg, code, reason, &tag, extra);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn respond_tagged(
+        &mut self,
+        conn: ConnId,
+        remote: SocketAddr,
+        msg: &Message,
+        code: u16,
+        reason: &str,
+        to_tag: &str,
+        extra: &[(&str, &[u8])],
+    ) {
+        if !self.is_open(conn) {
+            return;
+        }
+        self.stats.responses_sent += 1;
+        let out = self.output.buffer(conn);
+        write_response(out, msg, remote, code, reason, Some(to_tag), extra, &self.config.user_agent);
     }
 }
