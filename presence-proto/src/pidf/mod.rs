@@ -8,11 +8,12 @@
 
 pub mod compose;
 pub mod parse;
+pub mod time;
 pub mod tree;
 
 pub use compose::{compose, note_only};
 pub use parse::{PidfError, parse};
-pub use tree::{Element, Node};
+pub use tree::{Element, Namespaces, Node, write_element};
 
 /// XML namespaces this module knows by name.
 pub mod ns {
