@@ -1,0 +1,327 @@
+//! The runtime-neutral half of a driver: the table of live connections between the core and the
+//! runtime's per-connection writer tasks, and the limits every runtime uses.
+//!
+//! A runtime owns one [`Driver`] in one task and feeds it, reading `now` once per input:
+//! - an accepted socket → [`Driver::accepted`] (which asks the runtime to spawn the connection's
+//!   tasks and hand back its [`Outlet`]);
+//! - bytes read → [`Driver::data`]; end of stream, read/write error or failed connect →
+//!   [`Driver::closed`];
+//! - the deadline [`Driver::deadline`] passed → [`Driver::timeout`];
+//!
+//! then, after a batch of inputs (at most [`MAX_INPUT_BATCH`]), calls [`Driver::drain`] so that all
+//! the output of the batch reaches each writer as one `Send` per connection. Dropping an
+//! [`Outlet`] tells its writer to flush what it has and close the connection.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use presence_proto::{Action, ConnId, Server, Target};
+
+use crate::settings::DaemonConfig;
+use crate::transport::contact_uri;
+
+/// Inputs handled before the core's actions are drained (so that outputs coalesce).
+pub const MAX_INPUT_BATCH: usize = 64;
+/// Size of a connection's read buffer.
+pub const READ_BUFFER_SIZE: usize = 16 * 1024;
+/// Capacity of the queue from the reader tasks to the core (back-pressure on readers).
+pub const INPUT_QUEUE: usize = 1024;
+/// Longest wait for an outbound connection to be established.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A peer that does not accept a write for this long is disconnected.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// On SIGTERM/SIGINT, how long writers may take to flush before the process exits.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// The sans-IO core as the driver sees it ([`presence_proto::Server`], or a fake in tests).
+pub trait Core {
+    fn connection_opened(&mut self, now: Instant, remote: SocketAddr, local: SocketAddr) -> ConnId;
+    fn connection_data(&mut self, now: Instant, conn: ConnId, data: &[u8]);
+    fn connection_closed(&mut self, now: Instant, conn: ConnId);
+    fn handle_timeout(&mut self, now: Instant);
+    fn poll_action(&mut self) -> Option<Action>;
+    fn poll_timeout(&self) -> Option<Instant>;
+}
+
+impl Core for Server {
+    fn connection_opened(&mut self, now: Instant, remote: SocketAddr, local: SocketAddr) -> ConnId {
+        Server::connection_opened(self, now, remote, local)
+    }
+    fn connection_data(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+        Server::connection_data(self, now, conn, data)
+    }
+    fn connection_closed(&mut self, now: Instant, conn: ConnId) {
+        Server::connection_closed(self, now, conn)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Server::handle_timeout(self, now)
+    }
+    fn poll_action(&mut self) -> Option<Action> {
+        Server::poll_action(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Server::poll_timeout(self)
+    }
+}
+
+/// The runtime's handle on one connection's writer. Dropping it closes the connection once what
+/// was sent is written.
+pub trait Outlet {
+    /// Queues bytes for writing; never blocks. A closed writer ignores them (its task reports the
+    /// connection closed on its own).
+    fn send(&self, data: Bytes);
+}
+
+/// The core plus the table of connections it knows.
+#[derive(Debug)]
+pub struct Driver<C, W> {
+    core: C,
+    conns: HashMap<ConnId, W>,
+}
+
+impl<C: Core, W: Outlet> Driver<C, W> {
+    pub fn new(core: C) -> Self {
+        Driver {
+            core,
+            conns: HashMap::new(),
+        }
+    }
+
+    /// The core.
+    pub fn core(&self) -> &C {
+        &self.core
+    }
+
+    /// Number of connections in the table.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// A connection was accepted: the core names it, then `spawn` starts its tasks and returns
+    /// its writer.
+    pub fn accepted(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        local: SocketAddr,
+        spawn: impl FnOnce(ConnId) -> W,
+    ) -> ConnId {
+        let conn = self.core.connection_opened(now, remote, local);
+        let outlet = spawn(conn);
+        self.conns.insert(conn, outlet);
+        conn
+    }
+
+    /// Bytes arrived. Ignored for a connection that is no longer in the table (closed by the
+    /// core, or already reported closed).
+    pub fn data(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+        if self.conns.contains_key(&conn) {
+            self.core.connection_data(now, conn, data);
+        }
+    }
+
+    /// The connection ended (peer closed, I/O error, connect failure). Reported to the core once.
+    pub fn closed(&mut self, now: Instant, conn: ConnId) {
+        if self.conns.remove(&conn).is_some() {
+            self.core.connection_closed(now, conn);
+        }
+    }
+
+    /// The core's next deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.core.poll_timeout()
+    }
+
+    /// Fires the core's due timers.
+    pub fn timeout(&mut self, now: Instant) {
+        self.core.handle_timeout(now);
+    }
+
+    /// Performs every pending action: `Send` goes to the connection's writer, `Close` drops it,
+    /// `Connect` asks `connect` to start an outbound connection and return its writer.
+    pub fn drain(&mut self, mut connect: impl FnMut(ConnId, Target) -> W) {
+        while let Some(action) = self.core.poll_action() {
+            match action {
+                Action::Send { conn, data } => match self.conns.get(&conn) {
+                    Some(outlet) => outlet.send(data),
+                    None => tracing::debug!(
+                        ?conn,
+                        "dropping {} bytes for a closed connection",
+                        data.len()
+                    ),
+                },
+                Action::Connect { conn, target } => {
+                    tracing::debug!(?conn, "connecting to {}:{}", target.host, target.port);
+                    let outlet = connect(conn, target);
+                    self.conns.insert(conn, outlet);
+                }
+                Action::Close { conn } => {
+                    tracing::debug!(?conn, "closing");
+                    self.conns.remove(&conn);
+                }
+            }
+        }
+    }
+
+    /// Drops every writer (they flush and close): used at shutdown.
+    pub fn close_all(&mut self) {
+        self.conns.clear();
+    }
+}
+
+/// The core's configuration for a daemon whose first listener is bound to `first_bound`: the
+/// `Contact` URI is filled in (with a warning when the bound address cannot be advertised).
+pub fn core_config(config: &DaemonConfig, first_bound: SocketAddr) -> presence_proto::Config {
+    let mut proto = config.proto.clone();
+    if let Some(listen) = config.listen.first() {
+        let (contact, exact) = contact_uri(listen, first_bound);
+        if !exact {
+            tracing::warn!(
+                "listening on an unspecified address ({}): advertising {contact} in Contact; \
+                 give the transport a specific host or a maddr parameter",
+                listen.uri
+            );
+        }
+        proto.contact = contact;
+    }
+    proto
+}
+
+/// A seed for the core's generator (tags, ETags, branches): from the process's randomly keyed
+/// hasher, the time and the process id. Not cryptographic; it only has to differ between runs.
+pub fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    h.write_u128(since_epoch.as_nanos());
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct FakeCore {
+        next: u64,
+        log: Vec<String>,
+        actions: Vec<Action>,
+    }
+
+    impl Core for FakeCore {
+        fn connection_opened(&mut self, _: Instant, remote: SocketAddr, _: SocketAddr) -> ConnId {
+            self.next += 1;
+            self.log.push(format!("open {} {remote}", self.next));
+            ConnId(self.next)
+        }
+        fn connection_data(&mut self, _: Instant, conn: ConnId, data: &[u8]) {
+            self.log
+                .push(format!("data {} {}", conn.0, String::from_utf8_lossy(data)));
+        }
+        fn connection_closed(&mut self, _: Instant, conn: ConnId) {
+            self.log.push(format!("closed {}", conn.0));
+        }
+        fn handle_timeout(&mut self, _: Instant) {
+            self.log.push("timeout".to_owned());
+        }
+        fn poll_action(&mut self) -> Option<Action> {
+            (!self.actions.is_empty()).then(|| self.actions.remove(0))
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Sink(Rc<RefCell<Vec<Bytes>>>);
+
+    impl Outlet for Sink {
+        fn send(&self, data: Bytes) {
+            self.0.borrow_mut().push(data);
+        }
+    }
+
+    #[test]
+    fn table_routes_and_dedups() {
+        let now = Instant::now();
+        let addr: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let mut d: Driver<FakeCore, Sink> = Driver::new(FakeCore::default());
+        let sink = Sink::default();
+        let conn = d.accepted(now, addr, addr, |_| sink.clone());
+        d.data(now, conn, b"hello");
+        d.data(now, ConnId(99), b"nobody");
+        d.core.actions = vec![
+            Action::Send {
+                conn,
+                data: Bytes::from_static(b"out"),
+            },
+            Action::Send {
+                conn: ConnId(99),
+                data: Bytes::from_static(b"lost"),
+            },
+            Action::Connect {
+                conn: ConnId(7),
+                target: Target {
+                    host: "h".into(),
+                    port: 1,
+                },
+            },
+            Action::Send {
+                conn: ConnId(7),
+                data: Bytes::from_static(b"queued"),
+            },
+        ];
+        let out7 = Sink::default();
+        let mut connects = Vec::new();
+        d.drain(|c, t| {
+            connects.push((c, t.host));
+            out7.clone()
+        });
+        assert_eq!(connects, vec![(ConnId(7), "h".to_owned())]);
+        assert_eq!(*sink.0.borrow(), vec![Bytes::from_static(b"out")]);
+        assert_eq!(*out7.0.borrow(), vec![Bytes::from_static(b"queued")]);
+        assert_eq!(d.connections(), 2);
+        // Closed twice (reader EOF, then writer error): reported once.
+        d.closed(now, conn);
+        d.closed(now, conn);
+        d.data(now, conn, b"late");
+        // Closed by the core: later events are not reported.
+        d.core.actions = vec![Action::Close { conn: ConnId(7) }];
+        d.drain(|_, _| unreachable!());
+        d.closed(now, ConnId(7));
+        assert_eq!(d.connections(), 0);
+        d.timeout(now);
+        assert_eq!(
+            d.core().log,
+            vec![
+                "open 1 127.0.0.1:5000",
+                "data 1 hello",
+                "closed 1",
+                "timeout"
+            ]
+        );
+    }
+
+    #[test]
+    fn contact_from_the_first_listener() {
+        let mut cfg = DaemonConfig::default();
+        cfg.listen[0].port = 0;
+        let proto = core_config(&cfg, "127.0.0.1:41234".parse().unwrap());
+        assert_eq!(proto.contact, "sip:127.0.0.1:41234;transport=tcp");
+    }
+
+    #[test]
+    fn seeds_differ() {
+        assert_ne!(random_seed(), random_seed());
+    }
+}

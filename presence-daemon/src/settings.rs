@@ -1,0 +1,1126 @@
+//! The daemon's configuration: the `[presence-server]` and `[module::Authentication]` sections of
+//! flexisip.conf, typed and validated.
+//!
+//! Every `[presence-server]` key is described once in [`PRESENCE_KEYS`] (name, type, default, one
+//! line of documentation); the defaults of [`DaemonConfig`] are obtained by applying those default
+//! strings, so the table, [`dump_default_config`] and [`DaemonConfig::default`] cannot disagree.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::ini;
+use crate::transport::{ListenAddr, Protocol, TransportUri, parse_transport};
+
+/// Our section.
+pub const PRESENCE_SECTION: &str = "presence-server";
+/// The authentication module's section, read for long-term presence (user database).
+pub const AUTH_SECTION: &str = "module::Authentication";
+
+/// How a value is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `true`/`false`/`1`/`0`/`yes`/`no`.
+    Bool,
+    /// A non-negative integer.
+    Int,
+    /// A duration; a plain number is in seconds; suffixes `ms`, `s`, `min`, `h`, `d`.
+    Seconds,
+    /// A duration; a plain number is in milliseconds; same suffixes.
+    Millis,
+    /// Free text (the rest of the line).
+    String,
+    /// Whitespace- (or comma-) separated words.
+    StringList,
+}
+
+/// One configuration key.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyDef {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub default: &'static str,
+    /// One line of documentation.
+    pub doc: &'static str,
+    /// False for keys that are recognised (so not reported as unknown) but have no effect yet.
+    pub used: bool,
+}
+
+const fn key(name: &'static str, kind: Kind, default: &'static str, doc: &'static str) -> KeyDef {
+    KeyDef {
+        name,
+        kind,
+        default,
+        doc,
+        used: true,
+    }
+}
+
+const fn unused(
+    name: &'static str,
+    kind: Kind,
+    default: &'static str,
+    doc: &'static str,
+) -> KeyDef {
+    KeyDef {
+        name,
+        kind,
+        default,
+        doc,
+        used: false,
+    }
+}
+
+/// The keys of `[presence-server]`, in dump order. Names and defaults are Flexisip's, except
+/// `max-expires` and `max-message-size`, which are ours.
+pub const PRESENCE_KEYS: &[KeyDef] = &[
+    key(
+        "enabled",
+        Kind::Bool,
+        "true",
+        "Run the presence server. When false no transport is opened and the process idles until stopped.",
+    ),
+    key(
+        "transports",
+        Kind::StringList,
+        "sip:127.0.0.1:5065;transport=tcp",
+        "SIP URIs to listen on, separated by spaces. Only transport=tcp is served (sips: and transport=tls are refused); port 0 picks a free port.",
+    ),
+    key(
+        "expires",
+        Kind::Seconds,
+        "600",
+        "Expiry of a PUBLISH that has no Expires header, in seconds (suffixes ms, s, min, h, d are accepted).",
+    ),
+    key(
+        "max-expires",
+        Kind::Seconds,
+        "86400",
+        "Longest expiry granted to a PUBLISH or a SUBSCRIBE, in seconds; longer requests are shortened (not in Flexisip).",
+    ),
+    key(
+        "max-presence-elements",
+        Kind::Int,
+        "10",
+        "Maximum number of publications (ETags) kept at once for one presentity; the oldest is dropped.",
+    ),
+    key(
+        "support-legacy-client",
+        Kind::Bool,
+        "true",
+        "Send NOTIFYs with 'Event: Presence' and bare list Content-ID values, as liblinphone < 5.4 needs; false sends the RFC forms.",
+    ),
+    key(
+        "bypass-condition",
+        Kind::String,
+        "false",
+        "Watchers whose User-Agent contains this text (case-insensitive) see full presence without a mutual subscription; 'false' or empty: nobody.",
+    ),
+    key(
+        "max-message-size",
+        Kind::Int,
+        "65536",
+        "Largest SIP message accepted on a connection, in bytes (head and body); a larger one closes the connection (not in Flexisip).",
+    ),
+    unused(
+        "notify-limit",
+        Kind::Int,
+        "200",
+        "Not yet used by this server. Maximum number of resources carried in one list NOTIFY.",
+    ),
+    unused(
+        "long-term-enabled",
+        Kind::Bool,
+        "false",
+        "Not yet used by this server. Long-term presence: users of the authentication database appear open and away.",
+    ),
+    unused(
+        "rls-database-connection",
+        Kind::String,
+        "",
+        "Not yet used by this server. Connection string of the database holding server-side resource lists.",
+    ),
+    unused(
+        "rls-database-request",
+        Kind::String,
+        "",
+        "Not yet used by this server. SQL query returning the entries of a server-side list (named parameters :from and :to).",
+    ),
+    unused(
+        "rls-database-max-thread",
+        Kind::Int,
+        "50",
+        "Not yet used by this server. Number of connections used for resource-list queries.",
+    ),
+    unused(
+        "rls-database-max-thread-queue-size",
+        Kind::Int,
+        "50",
+        "Not yet used by this server. Number of resource-list queries allowed to wait for a connection.",
+    ),
+    unused(
+        "soci-user-with-phone-request",
+        Kind::String,
+        "",
+        "Not yet used by this server. SQL query finding the user owning a phone number (named parameter :phone).",
+    ),
+    unused(
+        "soci-users-with-phones-request",
+        Kind::String,
+        "",
+        "Not yet used by this server. SQL query finding the users owning a list of phone numbers (:phones; returns login, domain[, phone]).",
+    ),
+    unused(
+        "last-activity-retention-time",
+        Kind::Millis,
+        "86400000",
+        "Not yet used by this server. How long the time of last activity is remembered after a publication ends, in milliseconds.",
+    ),
+    unused(
+        "leak-detector",
+        Kind::Bool,
+        "false",
+        "Not used by this server (a debugging aid of Flexisip's SIP stack); accepted for compatibility.",
+    ),
+];
+
+/// Deprecated spellings of `[presence-server]` keys: (old, new). Read with a warning; the new key
+/// wins when both are set.
+pub const PRESENCE_DEPRECATED: &[(&str, &str)] = &[
+    ("soci-connection-string", "rls-database-connection"),
+    ("external-list-subscription-request", "rls-database-request"),
+    ("max-thread", "rls-database-max-thread"),
+    (
+        "max-thread-queue-size",
+        "rls-database-max-thread-queue-size",
+    ),
+];
+
+/// The `[module::Authentication]` keys we read (the section's other keys belong to the proxy and
+/// are ignored silently). None of them is used yet: they are for long-term presence.
+pub const AUTH_KEYS: &[KeyDef] = &[
+    unused(
+        "db-implementation",
+        Kind::String,
+        "file",
+        "User database backend: file or soci.",
+    ),
+    unused(
+        "file-path",
+        Kind::String,
+        "",
+        "Password file of the file backend.",
+    ),
+    unused(
+        "soci-backend",
+        Kind::String,
+        "mysql",
+        "soci backend of the user database.",
+    ),
+    unused(
+        "soci-connection-string",
+        Kind::String,
+        "",
+        "Connection string of the user database.",
+    ),
+    unused(
+        "soci-password-request",
+        Kind::String,
+        "",
+        "Password query (not used by presence).",
+    ),
+    unused(
+        "soci-poolsize",
+        Kind::Int,
+        "100",
+        "Connections to the user database.",
+    ),
+    unused(
+        "soci-max-queue-size",
+        Kind::Int,
+        "1000",
+        "Queries allowed to wait for a connection.",
+    ),
+    unused(
+        "cache-expire",
+        Kind::Seconds,
+        "1800",
+        "Password cache lifetime (not used by presence).",
+    ),
+    unused(
+        "soci-user-with-phone-request",
+        Kind::String,
+        "",
+        "Deprecated here: fallback for the [presence-server] key of the same name.",
+    ),
+    unused(
+        "soci-users-with-phones-request",
+        Kind::String,
+        "",
+        "Deprecated here: fallback for the [presence-server] key of the same name.",
+    ),
+];
+
+/// Deprecated spellings of `[module::Authentication]` keys.
+pub const AUTH_DEPRECATED: &[(&str, &str)] = &[("datasource", "file-path")];
+
+/// Server-side resource lists database (`rls-database-*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RlsDatabase {
+    pub connection: String,
+    pub request: String,
+    pub max_thread: u32,
+    pub max_thread_queue_size: u32,
+}
+
+/// What we read from `[module::Authentication]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    pub db_implementation: String,
+    pub file_path: String,
+    pub soci_backend: String,
+    pub soci_connection_string: String,
+    pub soci_poolsize: u32,
+    pub soci_max_queue_size: u32,
+    /// The deprecated phone queries, only when explicitly set in this section.
+    pub soci_user_with_phone_request: Option<String>,
+    pub soci_users_with_phones_request: Option<String>,
+}
+
+/// The daemon's whole configuration.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// `enabled`.
+    pub enabled: bool,
+    /// `transports` that are served (TCP ones), in order.
+    pub listen: Vec<ListenAddr>,
+    /// What the core needs (`contact` is filled in by the runtime once it has bound).
+    pub proto: presence_proto::Config,
+    /// `notify-limit` (not used yet).
+    pub notify_limit: u32,
+    /// `long-term-enabled` (not used yet).
+    pub long_term_enabled: bool,
+    /// `rls-database-*` (not used yet).
+    pub rls_database: RlsDatabase,
+    /// `soci-user-with-phone-request` (not used yet).
+    pub soci_user_with_phone_request: String,
+    /// `soci-users-with-phones-request` (not used yet).
+    pub soci_users_with_phones_request: String,
+    /// `last-activity-retention-time` (not used yet).
+    pub last_activity_retention: Duration,
+    /// `leak-detector` (no effect).
+    pub leak_detector: bool,
+    /// `[module::Authentication]`.
+    pub auth: AuthConfig,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        let mut cfg = DaemonConfig::blank();
+        let mut warnings = Vec::new();
+        for def in PRESENCE_KEYS {
+            if let Err(reason) = apply_presence(&mut cfg, def.name, def.default, &mut warnings) {
+                unreachable!("default of {} is invalid: {reason}", def.name);
+            }
+        }
+        for def in AUTH_KEYS {
+            if let Err(reason) = apply_auth(&mut cfg, def.name, def.default) {
+                unreachable!("default of {} is invalid: {reason}", def.name);
+            }
+        }
+        cfg.auth.soci_user_with_phone_request = None;
+        cfg.auth.soci_users_with_phones_request = None;
+        cfg
+    }
+}
+
+impl DaemonConfig {
+    fn blank() -> DaemonConfig {
+        DaemonConfig {
+            enabled: false,
+            listen: Vec::new(),
+            proto: presence_proto::Config::default(),
+            notify_limit: 0,
+            long_term_enabled: false,
+            rls_database: RlsDatabase {
+                connection: String::new(),
+                request: String::new(),
+                max_thread: 0,
+                max_thread_queue_size: 0,
+            },
+            soci_user_with_phone_request: String::new(),
+            soci_users_with_phones_request: String::new(),
+            last_activity_retention: Duration::ZERO,
+            leak_detector: false,
+            auth: AuthConfig {
+                db_implementation: String::new(),
+                file_path: String::new(),
+                soci_backend: String::new(),
+                soci_connection_string: String::new(),
+                soci_poolsize: 0,
+                soci_max_queue_size: 0,
+                soci_user_with_phone_request: None,
+                soci_users_with_phones_request: None,
+            },
+        }
+    }
+}
+
+/// A configuration that was read, with the warnings to log.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: DaemonConfig,
+    pub warnings: Vec<String>,
+}
+
+/// Why the configuration cannot be used. The process must exit non-zero with this message.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// A line of our section cannot be read.
+    Syntax {
+        origin: String,
+        section: String,
+        line: usize,
+        text: String,
+        reason: String,
+    },
+    /// A value is invalid.
+    Value {
+        origin: String,
+        section: String,
+        key: String,
+        value: String,
+        /// None for a default value combined with an invalid explicit one elsewhere.
+        line: Option<usize>,
+        reason: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Io { path, error } => {
+                write!(
+                    f,
+                    "cannot read configuration file {}: {error}",
+                    path.display()
+                )
+            }
+            ConfigError::Syntax {
+                origin,
+                section,
+                line,
+                text,
+                reason,
+            } => write!(
+                f,
+                "configuration error in {origin} line {line}, section [{section}]: {reason}: {text:?}"
+            ),
+            ConfigError::Value {
+                origin,
+                section,
+                key,
+                value,
+                line,
+                reason,
+            } => {
+                write!(f, "configuration error in {origin}")?;
+                if let Some(line) = line {
+                    write!(f, " line {line}")?;
+                }
+                write!(
+                    f,
+                    ": invalid value {value:?} for key '{key}' in section [{section}]: {reason}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads a configuration file.
+pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
+        path: path.to_owned(),
+        error,
+    })?;
+    parse_config(&text, &path.display().to_string())
+}
+
+/// Reads configuration text. `origin` names it in messages (usually the file path).
+pub fn parse_config(text: &str, origin: &str) -> Result<Loaded, ConfigError> {
+    let ini = ini::parse(text);
+    let mut cfg = DaemonConfig::default();
+    let mut warnings = Vec::new();
+    let at = |line: usize| format!("{origin} line {line}");
+
+    for issue in &ini.issues {
+        match issue.section.as_deref() {
+            Some(PRESENCE_SECTION) => {
+                return Err(ConfigError::Syntax {
+                    origin: origin.to_owned(),
+                    section: PRESENCE_SECTION.to_owned(),
+                    line: issue.line,
+                    text: issue.text.clone(),
+                    reason: issue.reason.to_owned(),
+                });
+            }
+            Some(AUTH_SECTION) | None => warnings.push(format!(
+                "{}: {}: {:?}; line ignored",
+                at(issue.line),
+                issue.reason,
+                issue.text
+            )),
+            Some(_) => {}
+        }
+    }
+
+    // [presence-server]
+    let ours: Vec<&ini::Entry> = ini
+        .entries
+        .iter()
+        .filter(|e| e.section == PRESENCE_SECTION)
+        .collect();
+    let explicit: HashSet<&str> = ours.iter().map(|e| e.key.as_str()).collect();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for entry in &ours {
+        let name = match lookup(entry.key.as_str(), PRESENCE_KEYS, PRESENCE_DEPRECATED) {
+            Lookup::Unknown => {
+                warnings.push(format!(
+                    "{}: unknown key '{}' in section [{PRESENCE_SECTION}]; ignored",
+                    at(entry.line),
+                    entry.key
+                ));
+                continue;
+            }
+            Lookup::Deprecated(new) if explicit.contains(new) => {
+                warnings.push(format!(
+                    "{}: key '{}' of [{PRESENCE_SECTION}] is deprecated and ignored because '{new}' is set",
+                    at(entry.line),
+                    entry.key
+                ));
+                continue;
+            }
+            Lookup::Deprecated(new) => {
+                warnings.push(format!(
+                    "{}: key '{}' of [{PRESENCE_SECTION}] is deprecated; use '{new}'",
+                    at(entry.line),
+                    entry.key
+                ));
+                new
+            }
+            Lookup::Known(name) => name,
+        };
+        if let Some(previous) = seen.insert(name, entry.line) {
+            warnings.push(format!(
+                "{}: key '{name}' of [{PRESENCE_SECTION}] was already set on line {previous}; the last value wins",
+                at(entry.line)
+            ));
+        }
+        apply_presence(&mut cfg, name, &entry.value, &mut warnings).map_err(|reason| {
+            ConfigError::Value {
+                origin: origin.to_owned(),
+                section: PRESENCE_SECTION.to_owned(),
+                key: entry.key.clone(),
+                value: entry.value.clone(),
+                line: Some(entry.line),
+                reason,
+            }
+        })?;
+        if let Some(def) = PRESENCE_KEYS.iter().find(|d| d.name == name)
+            && !def.used
+            && entry.value != def.default
+        {
+            warnings.push(format!(
+                "{}: key '{name}' of [{PRESENCE_SECTION}] is not yet used by this server; ignored",
+                at(entry.line)
+            ));
+        }
+    }
+
+    // [module::Authentication]: only the keys we know; the rest is the proxy's business.
+    let auth: Vec<&ini::Entry> = ini
+        .entries
+        .iter()
+        .filter(|e| e.section == AUTH_SECTION)
+        .collect();
+    let auth_explicit: HashSet<&str> = auth.iter().map(|e| e.key.as_str()).collect();
+    for entry in &auth {
+        let name = match lookup(entry.key.as_str(), AUTH_KEYS, AUTH_DEPRECATED) {
+            Lookup::Unknown => continue,
+            Lookup::Deprecated(new) if auth_explicit.contains(new) => continue,
+            Lookup::Deprecated(new) => {
+                warnings.push(format!(
+                    "{}: key '{}' of [{AUTH_SECTION}] is deprecated; use '{new}'",
+                    at(entry.line),
+                    entry.key
+                ));
+                new
+            }
+            Lookup::Known(name) => name,
+        };
+        apply_auth(&mut cfg, name, &entry.value).map_err(|reason| ConfigError::Value {
+            origin: origin.to_owned(),
+            section: AUTH_SECTION.to_owned(),
+            key: entry.key.clone(),
+            value: entry.value.clone(),
+            line: Some(entry.line),
+            reason,
+        })?;
+    }
+    // Flexisip falls back to the deprecated [module::Authentication] phone queries when they are
+    // explicitly set and ours are not.
+    for (ours_set, theirs, target, name) in [
+        (
+            explicit.contains("soci-user-with-phone-request"),
+            cfg.auth.soci_user_with_phone_request.clone(),
+            &mut cfg.soci_user_with_phone_request,
+            "soci-user-with-phone-request",
+        ),
+        (
+            explicit.contains("soci-users-with-phones-request"),
+            cfg.auth.soci_users_with_phones_request.clone(),
+            &mut cfg.soci_users_with_phones_request,
+            "soci-users-with-phones-request",
+        ),
+    ] {
+        if let (false, Some(value)) = (ours_set, theirs) {
+            warnings.push(format!(
+                "{origin}: [{AUTH_SECTION}] {name} is deprecated; set it in [{PRESENCE_SECTION}]"
+            ));
+            *target = value;
+        }
+    }
+
+    if cfg.proto.publish_default_expires > cfg.proto.max_expires {
+        warnings.push(format!(
+            "{origin}: [{PRESENCE_SECTION}] expires ({}) is longer than max-expires ({}); publications will be shortened",
+            cfg.proto.publish_default_expires, cfg.proto.max_expires
+        ));
+    }
+    Ok(Loaded {
+        config: cfg,
+        warnings,
+    })
+}
+
+enum Lookup {
+    Known(&'static str),
+    Deprecated(&'static str),
+    Unknown,
+}
+
+fn lookup(name: &str, keys: &[KeyDef], deprecated: &[(&str, &'static str)]) -> Lookup {
+    if let Some(def) = keys.iter().find(|d| d.name == name) {
+        return Lookup::Known(def.name);
+    }
+    match deprecated.iter().find(|(old, _)| *old == name) {
+        Some((_, new)) => Lookup::Deprecated(new),
+        None => Lookup::Unknown,
+    }
+}
+
+fn apply_presence(
+    cfg: &mut DaemonConfig,
+    name: &str,
+    value: &str,
+    warnings: &mut Vec<String>,
+) -> Result<(), String> {
+    match name {
+        "enabled" => cfg.enabled = parse_bool(value)?,
+        "transports" => cfg.listen = parse_transports(value, warnings)?,
+        "expires" => cfg.proto.publish_default_expires = parse_seconds(value, 0)?,
+        "max-expires" => cfg.proto.max_expires = parse_seconds(value, 1)?,
+        "max-presence-elements" => {
+            cfg.proto.max_presence_elements = parse_int(value, 1, u32::MAX.into())? as usize
+        }
+        "support-legacy-client" => cfg.proto.support_legacy_client = parse_bool(value)?,
+        "bypass-condition" => {
+            cfg.proto.bypass_condition =
+                (!value.is_empty() && value != "false").then(|| value.to_owned())
+        }
+        "max-message-size" => {
+            cfg.proto.max_message_size = parse_int(value, 1024, 64 * 1024 * 1024)? as usize
+        }
+        "notify-limit" => cfg.notify_limit = parse_int(value, 1, u32::MAX.into())? as u32,
+        "long-term-enabled" => cfg.long_term_enabled = parse_bool(value)?,
+        "rls-database-connection" => cfg.rls_database.connection = value.to_owned(),
+        "rls-database-request" => cfg.rls_database.request = value.to_owned(),
+        "rls-database-max-thread" => {
+            cfg.rls_database.max_thread = parse_int(value, 1, u32::MAX.into())? as u32
+        }
+        "rls-database-max-thread-queue-size" => {
+            cfg.rls_database.max_thread_queue_size = parse_int(value, 0, u32::MAX.into())? as u32
+        }
+        "soci-user-with-phone-request" => cfg.soci_user_with_phone_request = value.to_owned(),
+        "soci-users-with-phones-request" => cfg.soci_users_with_phones_request = value.to_owned(),
+        "last-activity-retention-time" => {
+            cfg.last_activity_retention = parse_duration(value, Unit::Millis)?
+        }
+        "leak-detector" => cfg.leak_detector = parse_bool(value)?,
+        other => unreachable!("no handler for [presence-server] {other}"),
+    }
+    Ok(())
+}
+
+fn apply_auth(cfg: &mut DaemonConfig, name: &str, value: &str) -> Result<(), String> {
+    let auth = &mut cfg.auth;
+    match name {
+        "db-implementation" => auth.db_implementation = value.to_owned(),
+        "file-path" => auth.file_path = value.to_owned(),
+        "soci-backend" => auth.soci_backend = value.to_owned(),
+        "soci-connection-string" => auth.soci_connection_string = value.to_owned(),
+        "soci-poolsize" => auth.soci_poolsize = parse_int(value, 1, u32::MAX.into())? as u32,
+        "soci-max-queue-size" => {
+            auth.soci_max_queue_size = parse_int(value, 0, u32::MAX.into())? as u32
+        }
+        "cache-expire" => {
+            parse_duration(value, Unit::Seconds)?;
+        }
+        "soci-password-request" => {}
+        "soci-user-with-phone-request" => {
+            auth.soci_user_with_phone_request = Some(value.to_owned())
+        }
+        "soci-users-with-phones-request" => {
+            auth.soci_users_with_phones_request = Some(value.to_owned())
+        }
+        other => unreachable!("no handler for [module::Authentication] {other}"),
+    }
+    Ok(())
+}
+
+/// Parses a boolean: `true`/`false`, `1`/`0`, `yes`/`no` (case-insensitive).
+pub fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err("expected a boolean (true, false, 1, 0, yes or no)".to_owned()),
+    }
+}
+
+fn parse_int(value: &str, min: u64, max: u64) -> Result<u64, String> {
+    let n: u64 = value
+        .parse()
+        .map_err(|_| format!("expected a whole number between {min} and {max}"))?;
+    if n < min || n > max {
+        return Err(format!("out of range (must be between {min} and {max})"));
+    }
+    Ok(n)
+}
+
+/// The unit of a duration written without suffix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Seconds,
+    Millis,
+}
+
+/// Parses a duration: a whole number followed by an optional unit suffix (`ms`, `s`, `min`, `h`,
+/// `d`); without suffix the number is in `plain` units.
+pub fn parse_duration(value: &str, plain: Unit) -> Result<Duration, String> {
+    let err = || {
+        format!(
+            "expected a duration: a whole number of {}, or a number with a unit suffix (ms, s, min, h, d)",
+            if plain == Unit::Seconds {
+                "seconds"
+            } else {
+                "milliseconds"
+            }
+        )
+    };
+    let digits = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, suffix) = value.split_at(digits);
+    let n: u64 = number.parse().map_err(|_| err())?;
+    let millis_per_unit: u64 = match suffix.trim() {
+        "" if plain == Unit::Seconds => 1000,
+        "" => 1,
+        "ms" => 1,
+        "s" => 1000,
+        "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(err()),
+    };
+    let ms = n
+        .checked_mul(millis_per_unit)
+        .ok_or_else(|| "duration too long".to_owned())?;
+    Ok(Duration::from_millis(ms))
+}
+
+fn parse_seconds(value: &str, min: u32) -> Result<u32, String> {
+    let d = parse_duration(value, Unit::Seconds)?;
+    if d.subsec_nanos() != 0 {
+        return Err("must be a whole number of seconds".to_owned());
+    }
+    let secs = u32::try_from(d.as_secs()).map_err(|_| "duration too long".to_owned())?;
+    if secs < min {
+        return Err(format!("must be at least {min} s"));
+    }
+    Ok(secs)
+}
+
+fn parse_transports(value: &str, warnings: &mut Vec<String>) -> Result<Vec<ListenAddr>, String> {
+    let uris: Vec<TransportUri> = value
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .map(|w| parse_transport(w).map_err(|e| format!("{e} ({w})")))
+        .collect::<Result<_, _>>()?;
+    if uris.is_empty() {
+        return Err("no transport to listen on".to_owned());
+    }
+    let mut listen = Vec::new();
+    for t in uris {
+        if t.protocol == Protocol::Tcp {
+            listen.push(ListenAddr {
+                uri: t.uri,
+                bind_host: t.bind_host,
+                port: t.port,
+                advertised_host: t.host,
+            });
+        } else {
+            warnings.push(format!(
+                "[{PRESENCE_SECTION}] transports: {} is not served: only TCP is supported (add ;transport=tcp)",
+                t.uri
+            ));
+        }
+    }
+    if listen.is_empty() {
+        return Err(
+            "only TCP transports are supported: add ;transport=tcp to the URI \
+                    (a SIP URI without a transport parameter means UDP)"
+                .to_owned(),
+        );
+    }
+    Ok(listen)
+}
+
+/// The default `[presence-server]` section, every key with its default value and a `#` comment.
+pub fn dump_default_config() -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "# Default configuration of presence-server {}, in flexisip.conf syntax.\n\
+         # Only the [presence-server] section is read, and from [module::Authentication] the keys\n\
+         # db-implementation, file-path and soci-*; every other section is ignored.\n\
+         # Durations are in seconds unless said otherwise; suffixes ms, s, min, h, d are accepted.\n\
+         \n[{PRESENCE_SECTION}]\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    for def in PRESENCE_KEYS {
+        out.push_str(&format!("\n# {}\n{}={}\n", def.doc, def.name, def.default));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Loaded, ConfigError> {
+        parse_config(text, "test.conf")
+    }
+
+    #[test]
+    fn defaults_agree_with_the_core() {
+        let cfg = DaemonConfig::default();
+        let core = presence_proto::Config::default();
+        assert!(cfg.enabled);
+        assert_eq!(cfg.listen.len(), 1);
+        assert_eq!(cfg.listen[0].bind_host, "127.0.0.1");
+        assert_eq!(cfg.listen[0].port, 5065);
+        assert_eq!(cfg.proto.publish_default_expires, 600);
+        assert_eq!(
+            cfg.proto.publish_default_expires,
+            core.publish_default_expires
+        );
+        assert_eq!(cfg.proto.max_expires, core.max_expires);
+        assert_eq!(cfg.proto.max_presence_elements, 10);
+        assert_eq!(cfg.proto.max_presence_elements, core.max_presence_elements);
+        assert_eq!(cfg.proto.support_legacy_client, core.support_legacy_client);
+        assert_eq!(cfg.proto.bypass_condition, None);
+        assert_eq!(cfg.proto.max_message_size, 65536);
+        assert_eq!(cfg.proto.max_message_size, core.max_message_size);
+        assert_eq!(cfg.notify_limit, 200);
+        assert!(!cfg.long_term_enabled);
+        assert_eq!(cfg.rls_database.max_thread, 50);
+        assert_eq!(cfg.rls_database.max_thread_queue_size, 50);
+        assert_eq!(cfg.last_activity_retention, Duration::from_secs(86_400));
+        assert_eq!(cfg.auth.db_implementation, "file");
+        assert_eq!(cfg.auth.soci_poolsize, 100);
+    }
+
+    #[test]
+    fn dump_parses_back_to_the_defaults() {
+        let dump = dump_default_config();
+        let loaded = parse(&dump).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        assert_eq!(
+            format!("{:?}", loaded.config),
+            format!("{:?}", DaemonConfig::default())
+        );
+        for def in PRESENCE_KEYS {
+            assert!(
+                dump.contains(&format!("\n{}={}\n", def.name, def.default)),
+                "{}",
+                def.name
+            );
+        }
+        // Every key has a one-line comment right above it.
+        let lines: Vec<&str> = dump.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            if !l.starts_with('#') && l.contains('=') {
+                assert!(lines[i - 1].starts_with("# "), "{l}");
+            }
+        }
+        for def in PRESENCE_KEYS.iter().filter(|d| !d.used) {
+            assert!(def.doc.starts_with("Not yet used") || def.doc.starts_with("Not used"));
+        }
+    }
+
+    #[test]
+    fn an_operators_flexisip_conf() {
+        let loaded = parse(
+            "[global]\n\
+             default-servers=proxy presence\n\
+             some garbage the proxy may accept\n\
+             [module::Registrar]\n\
+             reg-domains=*\n\
+             [module::Authentication]\n\
+             enabled=true\n\
+             auth-domains=sip.example.org\n\
+             db-implementation=soci\n\
+             soci-poolsize=20\n\
+             datasource=/etc/flexisip/users.db\n\
+             [presence-server]\n\
+             transports=sip:0.0.0.0:5065;transport=tcp sip:[::1]:5065;transport=tcp\n\
+             expires = 2min\n\
+             bypass-condition=bypass\n\
+             support-legacy-client=no\n\
+             max-presence-elements=3\n\
+             max-expires=1h\n\
+             max-message-size=131072\n\
+             [conference-server]\n\
+             transport=sip:127.0.0.1:6064\n",
+        )
+        .unwrap();
+        let cfg = loaded.config;
+        assert_eq!(cfg.listen.len(), 2);
+        assert_eq!(cfg.listen[1].bind_host, "::1");
+        assert_eq!(cfg.proto.publish_default_expires, 120);
+        assert_eq!(cfg.proto.max_expires, 3600);
+        assert_eq!(cfg.proto.bypass_condition.as_deref(), Some("bypass"));
+        assert!(!cfg.proto.support_legacy_client);
+        assert_eq!(cfg.proto.max_presence_elements, 3);
+        assert_eq!(cfg.proto.max_message_size, 131072);
+        assert_eq!(cfg.auth.db_implementation, "soci");
+        assert_eq!(cfg.auth.soci_poolsize, 20);
+        assert_eq!(cfg.auth.file_path, "/etc/flexisip/users.db");
+        // Only the deprecated `datasource` is worth a warning; other sections are silent.
+        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+        assert!(loaded.warnings[0].contains("datasource"));
+    }
+
+    #[test]
+    fn unknown_keys_warn() {
+        let loaded = parse("[presence-server]\nfrobnicate=1\n").unwrap();
+        assert_eq!(
+            loaded.warnings,
+            vec![
+                "test.conf line 2: unknown key 'frobnicate' in section [presence-server]; ignored"
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_values_name_section_key_value_and_line() {
+        for (text, key, value) in [
+            ("[presence-server]\n\nexpires=soon\n", "expires", "soon"),
+            ("[presence-server]\n\nenabled=maybe\n", "enabled", "maybe"),
+            (
+                "[presence-server]\n\nmax-presence-elements=-1\n",
+                "max-presence-elements",
+                "-1",
+            ),
+            (
+                "[presence-server]\n\nnotify-limit=12x\n",
+                "notify-limit",
+                "12x",
+            ),
+            (
+                "[presence-server]\n\ntransports=sip:127.0.0.1:99999;transport=tcp\n",
+                "transports",
+                "",
+            ),
+            ("[presence-server]\n\nmax-expires=0\n", "max-expires", "0"),
+            ("[presence-server]\n\nexpires=1500ms\n", "expires", "1500ms"),
+            ("[presence-server]\n\ntransports=\n", "transports", ""),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains("line 3"), "{err}");
+            assert!(err.contains("[presence-server]"), "{err}");
+            assert!(err.contains(&format!("'{key}'")), "{err}");
+            assert!(err.contains(value), "{err}");
+        }
+        let err = parse("[module::Authentication]\nsoci-poolsize=lots\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[module::Authentication]") && err.contains("soci-poolsize"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_in_our_section() {
+        let err = parse("[presence-server]\nexpires 600\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("expires 600"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn transports() {
+        let err = parse("[presence-server]\ntransports=sips:127.0.0.1:5065\n").unwrap_err();
+        assert!(
+            err.to_string().contains("TLS transports are not supported"),
+            "{err}"
+        );
+        let err =
+            parse("[presence-server]\ntransports=sip:127.0.0.1:5065;transport=tls\n").unwrap_err();
+        assert!(
+            err.to_string().contains("TLS transports are not supported"),
+            "{err}"
+        );
+        let err = parse("[presence-server]\ntransports=sip:127.0.0.1:5065\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("only TCP transports are supported"),
+            "{err}"
+        );
+        let loaded = parse(
+            "[presence-server]\ntransports=sip:127.0.0.1:5065;transport=udp, sip:127.0.0.1:0;transport=tcp\n",
+        )
+        .unwrap();
+        assert_eq!(loaded.config.listen.len(), 1);
+        assert_eq!(loaded.config.listen[0].port, 0);
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(loaded.warnings[0].contains("only TCP is supported"));
+    }
+
+    #[test]
+    fn deprecated_spellings() {
+        let loaded = parse(
+            "[presence-server]\nsoci-connection-string=db=x\nmax-thread=7\n\
+             max-thread-queue-size=9\nexternal-list-subscription-request=select 1\n",
+        )
+        .unwrap();
+        let c = &loaded.config.rls_database;
+        assert_eq!(
+            (c.connection.as_str(), c.request.as_str()),
+            ("db=x", "select 1")
+        );
+        assert_eq!((c.max_thread, c.max_thread_queue_size), (7, 9));
+        assert_eq!(
+            loaded
+                .warnings
+                .iter()
+                .filter(|w| w.contains("deprecated"))
+                .count(),
+            4
+        );
+        // The new spelling wins, wherever it is.
+        let loaded = parse("[presence-server]\nmax-thread=7\nrls-database-max-thread=8\n").unwrap();
+        assert_eq!(loaded.config.rls_database.max_thread, 8);
+        assert!(
+            loaded
+                .warnings
+                .iter()
+                .any(|w| w.contains("ignored because"))
+        );
+    }
+
+    #[test]
+    fn phone_queries_fall_back_to_the_auth_section() {
+        let loaded =
+            parse("[module::Authentication]\nsoci-user-with-phone-request=select :phone\n")
+                .unwrap();
+        assert_eq!(loaded.config.soci_user_with_phone_request, "select :phone");
+        let loaded = parse(
+            "[presence-server]\nsoci-user-with-phone-request=ours :phone\n\
+             [module::Authentication]\nsoci-user-with-phone-request=theirs :phone\n",
+        )
+        .unwrap();
+        assert_eq!(loaded.config.soci_user_with_phone_request, "ours :phone");
+    }
+
+    #[test]
+    fn booleans_and_durations() {
+        for (v, b) in [
+            ("true", true),
+            ("1", true),
+            ("YES", true),
+            ("false", false),
+            ("0", false),
+            ("no", false),
+        ] {
+            assert_eq!(parse_bool(v), Ok(b));
+        }
+        assert!(parse_bool("on").is_err());
+        let s = |v| parse_duration(v, Unit::Seconds);
+        assert_eq!(s("600"), Ok(Duration::from_secs(600)));
+        assert_eq!(s("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(s("5min"), Ok(Duration::from_secs(300)));
+        assert_eq!(s("2 h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(s("1d"), Ok(Duration::from_secs(86400)));
+        assert!(s("").is_err() && s("-1").is_err() && s("1y").is_err() && s("1.5").is_err());
+        assert_eq!(
+            parse_duration("250", Unit::Millis),
+            Ok(Duration::from_millis(250))
+        );
+    }
+
+    #[test]
+    fn unused_keys_warn_only_when_changed() {
+        let loaded =
+            parse("[presence-server]\nnotify-limit=200\nlong-term-enabled=true\n").unwrap();
+        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+        assert!(loaded.warnings[0].contains("long-term-enabled"));
+        assert!(loaded.warnings[0].contains("not yet used"));
+        assert!(loaded.config.long_term_enabled);
+    }
+
+    #[test]
+    fn duplicates_warn_and_the_last_wins() {
+        let loaded = parse("[presence-server]\nexpires=10\nexpires=20\n").unwrap();
+        assert_eq!(loaded.config.proto.publish_default_expires, 20);
+        assert!(loaded.warnings[0].contains("already set on line 2"));
+    }
+
+    #[test]
+    fn bypass_condition() {
+        let b = |v: &str| {
+            parse(&format!("[presence-server]\nbypass-condition={v}\n"))
+                .unwrap()
+                .config
+                .proto
+                .bypass_condition
+        };
+        assert_eq!(b("false"), None);
+        assert_eq!(b(""), None);
+        assert_eq!(
+            b("full-presence-support"),
+            Some("full-presence-support".to_owned())
+        );
+    }
+}
