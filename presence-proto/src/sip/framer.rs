@@ -1,7 +1,9 @@
 //! Stream framing for SIP over TCP (RFC 3261 §18.3): cuts a byte stream into whole messages
 //! using `Content-Length`, handles partial reads, several messages per read and CRLF keep-alives.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::text::{is_token, is_ws, parse_digits_u64, trim};
 
 /// Why a stream can no longer be framed. The connection should be closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,11 +19,36 @@ pub enum FrameError {
 pub struct Framer {
     buf: BytesMut,
     max_message_size: usize,
+    /// Progress on the message at the start of `buf`.
+    state: State,
+    /// Set by the first error; every later call returns it.
+    failed: Option<FrameError>,
+}
+
+/// Scanning state of the message at the start of the buffer, so that a head arriving in many
+/// small pieces is scanned once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Nothing scanned yet (keep-alives may still be skipped).
+    Idle,
+    /// Head lines scanned up to `scan` (start of the next unscanned line); `content_length` seen
+    /// so far.
+    Head {
+        scan: usize,
+        content_length: Option<usize>,
+    },
+    /// Head complete; waiting for the body.
+    Body { total: usize },
 }
 
 impl Framer {
     pub fn new(max_message_size: usize) -> Framer {
-        Framer { buf: BytesMut::new(), max_message_size }
+        Framer {
+            buf: BytesMut::new(),
+            max_message_size,
+            state: State::Idle,
+            failed: None,
+        }
     }
     /// Appends received bytes.
     pub fn push(&mut self, data: &[u8]) {
@@ -32,7 +59,89 @@ impl Framer {
     /// `Content-Length` (or compact `l`) case-insensitively in the head without a full parse.
     /// An error is final: the stream is out of sync.
     pub fn next_message(&mut self) -> Result<Option<Bytes>, FrameError> {
-        todo!("{}", self.max_message_size)
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        match self.advance() {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                self.failed = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    fn advance(&mut self) -> Result<Option<Bytes>, FrameError> {
+        let max = self.max_message_size;
+        if self.state == State::Idle {
+            // Keep-alives (CRLF, CRLFCRLF) and stray line ends between messages.
+            let skip = self
+                .buf
+                .iter()
+                .position(|&b| b != b'\r' && b != b'\n')
+                .unwrap_or(self.buf.len());
+            self.buf.advance(skip);
+            if self.buf.is_empty() {
+                return Ok(None);
+            }
+            self.state = State::Head {
+                scan: 0,
+                content_length: None,
+            };
+        }
+        if let State::Head {
+            mut scan,
+            mut content_length,
+        } = self.state
+        {
+            // Only lines ending within the first `max` bytes can end an acceptable head.
+            let limit = self.buf.len().min(max);
+            let head_len = loop {
+                let window = self.buf.get(scan..limit).unwrap_or_default();
+                let Some(nl) = memchr::memchr(b'\n', window) else {
+                    self.state = State::Head {
+                        scan,
+                        content_length,
+                    };
+                    if self.buf.len() >= max {
+                        return Err(FrameError::TooLarge);
+                    }
+                    return Ok(None);
+                };
+                let mut line = window.get(..nl).unwrap_or_default();
+                if let [rest @ .., b'\r'] = line {
+                    line = rest;
+                }
+                let next = scan + nl + 1;
+                if line.is_empty() {
+                    break next;
+                }
+                // The start line (scan == 0) cannot be a Content-Length header.
+                if scan != 0
+                    && let Some(value) = content_length_value(line)
+                {
+                    let n = parse_length(value, max)?;
+                    match content_length {
+                        Some(prev) if prev != n => return Err(FrameError::BadContentLength),
+                        _ => content_length = Some(n),
+                    }
+                }
+                scan = next;
+            };
+            let body_len = content_length.ok_or(FrameError::BadContentLength)?;
+            let total = head_len.checked_add(body_len).ok_or(FrameError::TooLarge)?;
+            if total > max {
+                return Err(FrameError::TooLarge);
+            }
+            self.state = State::Body { total };
+        }
+        if let State::Body { total } = self.state
+            && self.buf.len() >= total
+        {
+            self.state = State::Idle;
+            return Ok(Some(self.buf.split_to(total).freeze()));
+        }
+        Ok(None)
     }
     /// Bytes buffered but not yet returned as a message.
     pub fn buffered(&self) -> usize {
@@ -40,7 +149,259 @@ impl Framer {
     }
     /// True when the buffer starts with a keep-alive ping `CRLFCRLF` that deserves a `CRLF` pong;
     /// consumed by `next_message`. (Optional helper; may always return false.)
+    /// Call it before `next_message`; a true return consumes the four bytes.
     pub fn take_ping(&mut self) -> bool {
-        false
+        if self.failed.is_none() && self.state == State::Idle && self.buf.starts_with(b"\r\n\r\n") {
+            self.buf.advance(4);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// If `line` is a `Content-Length` (or `l`) header line, its value.
+fn content_length_value(line: &[u8]) -> Option<&[u8]> {
+    // Cheap rejection: the name starts with `l`/`L` or `c`/`C`.
+    let first = line.first()?.to_ascii_lowercase();
+    if first != b'l' && first != b'c' {
+        return None;
+    }
+    let name_end = line.iter().position(|&b| !is_token(b))?;
+    let name = line.get(..name_end)?;
+    if !(name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l")) {
+        return None;
+    }
+    let rest = line.get(name_end..)?;
+    let colon = rest.iter().position(|&b| !is_ws(b))?;
+    if rest.get(colon) != Some(&b':') {
+        return None;
+    }
+    rest.get(colon + 1..)
+}
+
+/// Parses a Content-Length value; values above `max` are `TooLarge`.
+fn parse_length(value: &[u8], max: usize) -> Result<usize, FrameError> {
+    let n = parse_digits_u64(trim(value)).ok_or(FrameError::BadContentLength)?;
+    match usize::try_from(n) {
+        Ok(n) if n <= max => Ok(n),
+        _ => Err(FrameError::TooLarge),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M1: &[u8] =
+        b"NOTIFY sip:bob@h SIP/2.0\r\nCall-ID: 1\r\nContent-Length: 10\r\n\r\n\r\n\r\nbody\r\n";
+    const M2: &[u8] = b"SIP/2.0 200 OK\r\ncontent-length  :  0  \r\nCall-ID: 2\r\n\r\n";
+
+    fn drain(f: &mut Framer) -> Result<Vec<Bytes>, FrameError> {
+        let mut out = Vec::new();
+        while let Some(m) = f.next_message()? {
+            out.push(m);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn one_push_two_messages() {
+        let mut f = Framer::new(4096);
+        f.push(&[M1, M2].concat());
+        assert_eq!(
+            drain(&mut f).unwrap(),
+            vec![Bytes::from_static(M1), Bytes::from_static(M2)]
+        );
+        assert_eq!(f.buffered(), 0);
+        assert_eq!(f.next_message(), Ok(None));
+    }
+
+    #[test]
+    fn every_split_point() {
+        let stream = [M1, M2].concat();
+        for split in 0..=stream.len() {
+            let mut f = Framer::new(4096);
+            f.push(&stream[..split]);
+            let mut got = drain(&mut f).unwrap();
+            f.push(&stream[split..]);
+            got.extend(drain(&mut f).unwrap());
+            assert_eq!(
+                got,
+                vec![Bytes::from_static(M1), Bytes::from_static(M2)],
+                "split {split}"
+            );
+            assert_eq!(f.buffered(), 0);
+        }
+        // And every two split points (three reads).
+        for a in 0..=stream.len() {
+            for b in a..=stream.len() {
+                let mut f = Framer::new(4096);
+                let mut got = Vec::new();
+                for chunk in [&stream[..a], &stream[a..b], &stream[b..]] {
+                    f.push(chunk);
+                    got.extend(drain(&mut f).unwrap());
+                }
+                assert_eq!(got.len(), 2, "splits {a} {b}");
+                assert_eq!(got.concat(), stream);
+            }
+        }
+    }
+
+    #[test]
+    fn byte_at_a_time() {
+        let stream = [b"\r\n\r\n".as_slice(), M1, b"\r\n", M2, b"\r\n\r\n"].concat();
+        let mut f = Framer::new(4096);
+        let mut got = Vec::new();
+        for &b in &stream {
+            f.push(&[b]);
+            got.extend(drain(&mut f).unwrap());
+        }
+        assert_eq!(got, vec![Bytes::from_static(M1), Bytes::from_static(M2)]);
+        assert_eq!(f.buffered(), 0);
+    }
+
+    #[test]
+    fn keep_alives() {
+        let mut f = Framer::new(4096);
+        f.push(b"\r\n\r\n");
+        assert!(f.take_ping());
+        assert!(!f.take_ping());
+        f.push(b"\r\n");
+        assert!(!f.take_ping());
+        assert_eq!(f.next_message(), Ok(None));
+        assert_eq!(f.buffered(), 0);
+        f.push(b"\r\n\r\n\r\n");
+        f.push(M2);
+        f.push(b"\r\n\r\n");
+        assert_eq!(f.next_message(), Ok(Some(Bytes::from_static(M2))));
+        assert!(f.take_ping());
+        assert_eq!(f.next_message(), Ok(None));
+        // A ping is not taken in the middle of a message.
+        f.push(b"SIP/2.0 200 OK\r\nl: 4\r\n\r\n");
+        assert_eq!(f.next_message(), Ok(None));
+        f.push(b"\r\n\r\n");
+        assert!(!f.take_ping());
+        assert_eq!(
+            f.next_message().unwrap().unwrap().as_ref(),
+            b"SIP/2.0 200 OK\r\nl: 4\r\n\r\n\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn compact_and_case_insensitive_length() {
+        for head in [
+            &b"l: 3"[..],
+            b"L:3",
+            b"CONTENT-LENGTH: 3",
+            b"Content-length\t:\t3\t",
+        ] {
+            let mut f = Framer::new(4096);
+            let msg = [b"MESSAGE sip:a@b SIP/2.0\r\n", head, b"\r\n\r\nabc"].concat();
+            f.push(&msg);
+            f.push(b"MESSAGE");
+            assert_eq!(
+                f.next_message().unwrap().unwrap(),
+                msg,
+                "{}",
+                String::from_utf8_lossy(head)
+            );
+            assert_eq!(f.buffered(), 7);
+        }
+        // Names that merely start like Content-Length are not it.
+        let mut f = Framer::new(4096);
+        f.push(b"MESSAGE sip:a@b SIP/2.0\r\nl-x: 5\r\nContent-Lengths: 5\r\nContent-Length: 1\r\n\r\nab");
+        assert_eq!(
+            f.next_message().unwrap().unwrap().len(),
+            25 + 8 + 20 + 19 + 2 + 1
+        );
+    }
+
+    #[test]
+    fn missing_or_bad_content_length() {
+        for msg in [
+            &b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: x\r\n\r\n"[..],
+            b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: x\r\n\r\n",
+            b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: -1\r\n\r\n",
+            b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length:\r\n\r\n",
+            b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 1\r\nl: 2\r\n\r\n",
+        ] {
+            let mut f = Framer::new(4096);
+            f.push(msg);
+            assert_eq!(
+                f.next_message(),
+                Err(FrameError::BadContentLength),
+                "{}",
+                String::from_utf8_lossy(msg)
+            );
+            // Final.
+            f.push(M2);
+            assert_eq!(f.next_message(), Err(FrameError::BadContentLength));
+        }
+        // The start line is not a header, even if it looks like one.
+        let mut f = Framer::new(4096);
+        f.push(b"l: 5 SIP/2.0\r\n\r\n");
+        assert_eq!(f.next_message(), Err(FrameError::BadContentLength));
+        // Equal duplicates are fine.
+        let mut f = Framer::new(4096);
+        f.push(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 1\r\nl: 01\r\n\r\nx");
+        assert!(f.next_message().unwrap().is_some());
+    }
+
+    #[test]
+    fn too_large() {
+        let msg = [b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 0\r\n\r\n".as_slice()].concat();
+        // Exactly at the limit is fine.
+        let mut f = Framer::new(msg.len());
+        f.push(&msg);
+        assert_eq!(f.next_message().unwrap().unwrap(), msg);
+        // One byte less: the head never ends within the limit.
+        let mut f = Framer::new(msg.len() - 1);
+        f.push(&msg[..msg.len() - 1]);
+        assert_eq!(f.next_message(), Err(FrameError::TooLarge));
+        assert_eq!(f.next_message(), Err(FrameError::TooLarge));
+        // A head without a blank line, trickled in.
+        let mut f = Framer::new(100);
+        f.push(b"OPTIONS sip:a@b SIP/2.0\r\n");
+        let mut err = None;
+        for _ in 0..100 {
+            f.push(b"X: y\r\n");
+            if let Err(e) = f.next_message() {
+                err = Some(e);
+                break;
+            }
+        }
+        assert_eq!(err, Some(FrameError::TooLarge));
+        assert!(f.buffered() <= 106);
+        // Declared body too large, detected before the body arrives.
+        let mut f = Framer::new(100);
+        f.push(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 80\r\n\r\n");
+        assert_eq!(f.next_message(), Err(FrameError::TooLarge));
+        let mut f = Framer::new(100);
+        f.push(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 99999999999999999999999999\r\n\r\n");
+        assert_eq!(f.next_message(), Err(FrameError::TooLarge));
+        // Head + body at exactly the limit.
+        let head = b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 53\r\n\r\n";
+        assert_eq!(head.len(), 47);
+        let mut f = Framer::new(100);
+        f.push(head);
+        f.push(&[b'x'; 52]);
+        assert_eq!(f.next_message(), Ok(None));
+        f.push(b"x");
+        assert_eq!(f.next_message().unwrap().unwrap().len(), 100);
+    }
+
+    #[test]
+    fn bare_lf_head() {
+        let mut f = Framer::new(4096);
+        f.push(b"OPTIONS sip:a@b SIP/2.0\nl: 2\n\nokOPTIONS sip:a@b SIP/2.0\nl: 0\n\r\n");
+        assert_eq!(
+            f.next_message().unwrap().unwrap().as_ref(),
+            b"OPTIONS sip:a@b SIP/2.0\nl: 2\n\nok"
+        );
+        assert_eq!(
+            f.next_message().unwrap().unwrap().as_ref(),
+            b"OPTIONS sip:a@b SIP/2.0\nl: 0\n\r\n"
+        );
     }
 }

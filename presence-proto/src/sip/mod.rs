@@ -6,8 +6,10 @@
 //! decode the few headers a presence server reads, on demand.
 
 pub mod framer;
+mod grammar;
 pub mod header;
 pub mod message;
+mod text;
 pub mod uri;
 
 pub use framer::{FrameError, Framer};
