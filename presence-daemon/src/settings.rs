@@ -376,7 +376,23 @@ pub struct Loaded {
 
 /// Why the configuration cannot be used. The process must exit non-zero with this message.
 #[derive(Debug)]
-pub enum ConfigError {
+pub struct ConfigError(pub Box<ConfigErrorKind>);
+
+impl ConfigError {
+    pub fn kind(&self) -> &ConfigErrorKind {
+        &self.0
+    }
+}
+
+impl From<ConfigErrorKind> for ConfigError {
+    fn from(kind: ConfigErrorKind) -> Self {
+        ConfigError(Box::new(kind))
+    }
+}
+
+/// The details of a [`ConfigError`].
+#[derive(Debug)]
+pub enum ConfigErrorKind {
     /// The file cannot be read.
     Io {
         path: PathBuf,
@@ -404,15 +420,15 @@ pub enum ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::Io { path, error } => {
+        match &*self.0 {
+            ConfigErrorKind::Io { path, error } => {
                 write!(
                     f,
                     "cannot read configuration file {}: {error}",
                     path.display()
                 )
             }
-            ConfigError::Syntax {
+            ConfigErrorKind::Syntax {
                 origin,
                 section,
                 line,
@@ -422,7 +438,7 @@ impl fmt::Display for ConfigError {
                 f,
                 "configuration error in {origin} line {line}, section [{section}]: {reason}: {text:?}"
             ),
-            ConfigError::Value {
+            ConfigErrorKind::Value {
                 origin,
                 section,
                 key,
@@ -447,9 +463,11 @@ impl std::error::Error for ConfigError {}
 
 /// Reads a configuration file.
 pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
-        path: path.to_owned(),
-        error,
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        ConfigError::from(ConfigErrorKind::Io {
+            path: path.to_owned(),
+            error,
+        })
     })?;
     parse_config(&text, &path.display().to_string())
 }
@@ -464,13 +482,14 @@ pub fn parse_config(text: &str, origin: &str) -> Result<Loaded, ConfigError> {
     for issue in &ini.issues {
         match issue.section.as_deref() {
             Some(PRESENCE_SECTION) => {
-                return Err(ConfigError::Syntax {
+                return Err(ConfigErrorKind::Syntax {
                     origin: origin.to_owned(),
                     section: PRESENCE_SECTION.to_owned(),
                     line: issue.line,
                     text: issue.text.clone(),
                     reason: issue.reason.to_owned(),
-                });
+                }
+                .into());
             }
             Some(AUTH_SECTION) | None => warnings.push(format!(
                 "{}: {}: {:?}; line ignored",
@@ -525,14 +544,14 @@ pub fn parse_config(text: &str, origin: &str) -> Result<Loaded, ConfigError> {
             ));
         }
         apply_presence(&mut cfg, name, &entry.value, &mut warnings).map_err(|reason| {
-            ConfigError::Value {
+            ConfigError::from(ConfigErrorKind::Value {
                 origin: origin.to_owned(),
                 section: PRESENCE_SECTION.to_owned(),
                 key: entry.key.clone(),
                 value: entry.value.clone(),
                 line: Some(entry.line),
                 reason,
-            }
+            })
         })?;
         if let Some(def) = PRESENCE_KEYS.iter().find(|d| d.name == name)
             && !def.used
@@ -566,13 +585,15 @@ pub fn parse_config(text: &str, origin: &str) -> Result<Loaded, ConfigError> {
             }
             Lookup::Known(name) => name,
         };
-        apply_auth(&mut cfg, name, &entry.value).map_err(|reason| ConfigError::Value {
-            origin: origin.to_owned(),
-            section: AUTH_SECTION.to_owned(),
-            key: entry.key.clone(),
-            value: entry.value.clone(),
-            line: Some(entry.line),
-            reason,
+        apply_auth(&mut cfg, name, &entry.value).map_err(|reason| {
+            ConfigError::from(ConfigErrorKind::Value {
+                origin: origin.to_owned(),
+                section: AUTH_SECTION.to_owned(),
+                key: entry.key.clone(),
+                value: entry.value.clone(),
+                line: Some(entry.line),
+                reason,
+            })
         })?;
     }
     // Flexisip falls back to the deprecated [module::Authentication] phone queries when they are

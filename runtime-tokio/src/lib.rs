@@ -1,0 +1,352 @@
+//! The presence server on tokio: binds the configured TCP transports and drives the sans-IO core.
+//!
+//! Runtime choice: a `current_thread` runtime. The core is single-threaded by design and the I/O
+//! tasks only move bytes, so one thread runs everything and no state crosses threads (nothing was
+//! measured yet; a second runtime thread would mostly add wake-up costs, see
+//! `shared/notes/performance.md`).
+//!
+//! Tasks:
+//! - one accept task per listener, which sets TCP_NODELAY and hands the socket to the core task;
+//! - one task per connection that owns the write half (writes what the core sends, coalescing
+//!   queued chunks into one write) and a reader task that forwards bytes and end of stream;
+//! - the core task ([`serve`]), the only owner of the [`presence_proto::Server`] (through
+//!   [`Driver`]): it handles one input, then up to [`MAX_INPUT_BATCH`] more that are already
+//!   queued, then fires due timers and drains the core's actions, so each connection gets one
+//!   write per batch.
+//!
+//! The runtime never looks inside the bytes.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use presence_daemon::driver::{
+    ACCEPT_ERROR_PAUSE, CONNECT_TIMEOUT, INPUT_QUEUE, MAX_INPUT_BATCH, READ_BUFFER_SIZE,
+    SHUTDOWN_GRACE, WRITE_TIMEOUT, core_config,
+};
+use presence_daemon::driver::{Driver, Outlet};
+use presence_daemon::{Core, DaemonConfig, ListenAddr, random_seed};
+use presence_proto::{ConnId, Server, Target};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+/// Runs the daemon until SIGTERM or SIGINT. Errors are startup failures (signals, binding).
+pub async fn run(config: DaemonConfig) -> Result<(), String> {
+    // Install the signal handlers first, so that a signal sent as soon as we log "listening"
+    // is not fatal.
+    let shutdown = shutdown_signal().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    if !config.enabled {
+        info!("[presence-server] enabled=false: not listening; waiting for SIGTERM or SIGINT");
+        shutdown.await;
+        info!("stopped");
+        return Ok(());
+    }
+    let listeners = bind(&config.listen).await?;
+    let first = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .ok_or_else(|| "no listening socket".to_owned())?;
+    let proto = core_config(&config, first);
+    debug!("contact {}", proto.contact);
+    let server = Server::new(proto, Instant::now(), random_seed());
+    serve(listeners, server, shutdown).await;
+    Ok(())
+}
+
+/// Binds a listener per address and logs `listening on ADDR` for each.
+pub async fn bind(listen: &[ListenAddr]) -> Result<Vec<TcpListener>, String> {
+    let mut listeners = Vec::with_capacity(listen.len());
+    for l in listen {
+        let listener = TcpListener::bind((l.bind_host.as_str(), l.port))
+            .await
+            .map_err(|e| format!("cannot listen on {l} (transport {}): {e}", l.uri))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("cannot listen on {l}: {e}"))?;
+        info!("listening on {addr}");
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Resolves on the first SIGTERM or SIGINT (logging which).
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        info!("{name} received: shutting down");
+    })
+}
+
+/// What reaches the core task.
+enum Input {
+    Accepted(TcpStream, SocketAddr, SocketAddr),
+    Data(ConnId, Bytes),
+    Closed(ConnId),
+}
+
+/// A connection's writer, as the driver sees it.
+struct Writer(mpsc::UnboundedSender<Bytes>);
+
+impl Outlet for Writer {
+    fn send(&self, data: Bytes) {
+        // A failed send means the connection task ended; it reports the closure itself.
+        let _ = self.0.send(data);
+    }
+}
+
+/// Serves `listeners` with `core` until `shutdown` resolves; then stops accepting, lets writers
+/// flush for at most [`SHUTDOWN_GRACE`] and returns.
+pub async fn serve<C: Core>(
+    listeners: Vec<TcpListener>,
+    core: C,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (tx, mut rx) = mpsc::channel::<Input>(INPUT_QUEUE);
+    let mut acceptors = JoinSet::new();
+    for listener in listeners {
+        acceptors.spawn(accept_loop(listener, tx.clone()));
+    }
+    let mut tasks = JoinSet::new();
+    let mut driver: Driver<C, Writer> = Driver::new(core);
+    tokio::pin!(shutdown);
+    loop {
+        let deadline = driver.deadline();
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            input = rx.recv() => {
+                // We hold a sender, so the channel never ends while we loop.
+                let Some(input) = input else { break };
+                handle(&mut driver, input, &tx, &mut tasks);
+                for _ in 1..MAX_INPUT_BATCH {
+                    match rx.try_recv() {
+                        Ok(input) => handle(&mut driver, input, &tx, &mut tasks),
+                        Err(_) => break,
+                    }
+                }
+            }
+            () = sleep_until(deadline) => {}
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+        // Timers are checked after every batch, so a busy server does not starve them.
+        if let Some(deadline) = driver.deadline() {
+            let now = Instant::now();
+            if deadline <= now {
+                driver.timeout(now);
+            }
+        }
+        driver.drain(|conn, target| {
+            let (out_tx, out_rx) = mpsc::unbounded_channel();
+            tasks.spawn(connection(
+                conn,
+                Socket::Connect(target),
+                out_rx,
+                tx.clone(),
+            ));
+            Writer(out_tx)
+        });
+    }
+
+    acceptors.abort_all();
+    rx.close();
+    let open = driver.connections();
+    driver.close_all();
+    drop(tx);
+    let flushed = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    match flushed {
+        Ok(()) => info!("stopped ({open} connections closed)"),
+        Err(_) => {
+            warn!(
+                "stopped; {} connections did not flush in {SHUTDOWN_GRACE:?}",
+                tasks.len()
+            )
+        }
+    }
+}
+
+fn handle<C: Core>(
+    driver: &mut Driver<C, Writer>,
+    input: Input,
+    tx: &mpsc::Sender<Input>,
+    tasks: &mut JoinSet<()>,
+) {
+    let now = Instant::now();
+    match input {
+        Input::Accepted(stream, remote, local) => {
+            let conn = driver.accepted(now, remote, local, |conn| {
+                let (out_tx, out_rx) = mpsc::unbounded_channel();
+                tasks.spawn(connection(
+                    conn,
+                    Socket::Accepted(stream),
+                    out_rx,
+                    tx.clone(),
+                ));
+                Writer(out_tx)
+            });
+            debug!(?conn, "accepted from {remote} on {local}");
+        }
+        Input::Data(conn, data) => driver.data(now, conn, &data),
+        Input::Closed(conn) => {
+            debug!(?conn, "connection closed");
+            driver.closed(now, conn);
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Input>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, remote)) => {
+                if let Err(e) = stream.set_nodelay(true) {
+                    debug!("TCP_NODELAY on a connection from {remote}: {e}");
+                }
+                let Ok(local) = stream.local_addr() else {
+                    continue;
+                };
+                if events
+                    .send(Input::Accepted(stream, remote, local))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) => {
+                warn!("accept failed: {e}");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
+}
+
+enum Socket {
+    Accepted(TcpStream),
+    Connect(Target),
+}
+
+/// One connection: connects if needed, starts the reader, then writes what the core sends until
+/// the core drops the writer (then shuts the socket down) or a write fails (then reports it).
+async fn connection(
+    conn: ConnId,
+    socket: Socket,
+    mut out: mpsc::UnboundedReceiver<Bytes>,
+    events: mpsc::Sender<Input>,
+) {
+    let stream = match socket {
+        Socket::Accepted(stream) => stream,
+        Socket::Connect(target) => {
+            let addr = (target.host.as_str(), target.port);
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => {
+                    if let Err(e) = stream.set_nodelay(true) {
+                        debug!(?conn, "TCP_NODELAY: {e}");
+                    }
+                    debug!(?conn, "connected to {}:{}", target.host, target.port);
+                    stream
+                }
+                Ok(Err(e)) => {
+                    warn!("cannot connect to {}:{}: {e}", target.host, target.port);
+                    let _ = events.send(Input::Closed(conn)).await;
+                    return;
+                }
+                Err(_) => {
+                    warn!(
+                        "cannot connect to {}:{}: no answer in {CONNECT_TIMEOUT:?}",
+                        target.host, target.port
+                    );
+                    let _ = events.send(Input::Closed(conn)).await;
+                    return;
+                }
+            }
+        }
+    };
+    let (rd, mut wr) = stream.into_split();
+    let reader = tokio::spawn(read_loop(conn, rd, events.clone()));
+    match write_loop(&mut wr, &mut out).await {
+        Ok(()) => {
+            let _ = wr.shutdown().await;
+        }
+        Err(e) => {
+            debug!(?conn, "write failed: {e}");
+            let _ = events.send(Input::Closed(conn)).await;
+        }
+    }
+    reader.abort();
+}
+
+async fn write_loop(
+    wr: &mut OwnedWriteHalf,
+    out: &mut mpsc::UnboundedReceiver<Bytes>,
+) -> std::io::Result<()> {
+    while let Some(first) = out.recv().await {
+        // Usually the core sends one chunk per connection per drain; if the socket was slow and
+        // several are queued, they go out in one write.
+        let data = match out.try_recv() {
+            Err(_) => first,
+            Ok(second) => {
+                let mut buf = BytesMut::with_capacity(first.len() + second.len());
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&second);
+                while let Ok(more) = out.try_recv() {
+                    buf.extend_from_slice(&more);
+                }
+                buf.freeze()
+            }
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&data)).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("peer accepted no data for {WRITE_TIMEOUT:?}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn read_loop(conn: ConnId, mut rd: OwnedReadHalf, events: mpsc::Sender<Input>) {
+    let mut buf = BytesMut::with_capacity(READ_BUFFER_SIZE);
+    loop {
+        buf.reserve(READ_BUFFER_SIZE);
+        match rd.read_buf(&mut buf).await {
+            Ok(0) => break,
+            Ok(_) => {
+                if events
+                    .send(Input::Data(conn, buf.split().freeze()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) => {
+                debug!(?conn, "read failed: {e}");
+                break;
+            }
+        }
+    }
+    let _ = events.send(Input::Closed(conn)).await;
+}

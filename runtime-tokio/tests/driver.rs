@@ -1,0 +1,283 @@
+//! The tokio driver against a fake core that speaks a line protocol: it checks the plumbing
+//! (accept, read, coalesced write, close after flush, outbound connect, timers, shutdown)
+//! without depending on the SIP core.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use presence_daemon::Core;
+use presence_proto::{Action, ConnId, Target};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::timeout;
+
+const T: Duration = Duration::from_secs(5);
+
+/// Lines in, `echo:LINE` out; `close` closes; `connect PORT` opens an outbound connection and
+/// says `hello` on it; `timer` answers `tick` 20 ms later. Output of one drain is one `Send` per
+/// connection. Events are reported to the test.
+struct LineCore {
+    next: u64,
+    bufs: HashMap<ConnId, Vec<u8>>,
+    pending: BTreeMap<ConnId, Vec<u8>>,
+    actions: Vec<Action>,
+    timers: Vec<(Instant, ConnId)>,
+    events: mpsc::UnboundedSender<String>,
+}
+
+impl LineCore {
+    fn new(events: mpsc::UnboundedSender<String>) -> Self {
+        LineCore {
+            next: 0,
+            bufs: HashMap::new(),
+            pending: BTreeMap::new(),
+            actions: Vec::new(),
+            timers: Vec::new(),
+            events,
+        }
+    }
+    fn out(&mut self, conn: ConnId, text: &str) {
+        self.pending
+            .entry(conn)
+            .or_default()
+            .extend_from_slice(text.as_bytes());
+    }
+    fn flush(&mut self) {
+        for (conn, data) in std::mem::take(&mut self.pending) {
+            self.actions.push(Action::Send {
+                conn,
+                data: Bytes::from(data),
+            });
+        }
+    }
+}
+
+impl Core for LineCore {
+    fn connection_opened(&mut self, _: Instant, _: SocketAddr, _: SocketAddr) -> ConnId {
+        self.next += 1;
+        let _ = self.events.send(format!("opened {}", self.next));
+        ConnId(self.next)
+    }
+    fn connection_data(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+        let buf = self.bufs.entry(conn).or_default();
+        buf.extend_from_slice(data);
+        let mut lines = Vec::new();
+        while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            lines.push(String::from_utf8_lossy(&line[..pos]).into_owned());
+        }
+        for line in lines {
+            if line == "close" {
+                self.flush();
+                self.actions.push(Action::Close { conn });
+            } else if let Some(port) = line.strip_prefix("connect ") {
+                self.next += 1;
+                let out = ConnId(self.next);
+                let port = port.parse().unwrap_or(1);
+                self.actions.push(Action::Connect {
+                    conn: out,
+                    target: Target {
+                        host: "127.0.0.1".into(),
+                        port,
+                    },
+                });
+                self.out(out, "hello\n");
+            } else if line == "timer" {
+                self.timers.push((now + Duration::from_millis(20), conn));
+            } else {
+                self.out(conn, &format!("echo:{line}\n"));
+            }
+        }
+    }
+    fn connection_closed(&mut self, _: Instant, conn: ConnId) {
+        let _ = self.events.send(format!("closed {}", conn.0));
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        let (due, later): (Vec<_>, Vec<_>) = self.timers.iter().partition(|(t, _)| *t <= now);
+        self.timers = later;
+        for (_, conn) in due {
+            self.out(conn, "tick\n");
+        }
+    }
+    fn poll_action(&mut self) -> Option<Action> {
+        self.flush();
+        (!self.actions.is_empty()).then(|| self.actions.remove(0))
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.iter().map(|(t, _)| *t).min()
+    }
+}
+
+struct Harness {
+    addr: SocketAddr,
+    events: mpsc::UnboundedReceiver<String>,
+    stop: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ev_tx, events) = mpsc::unbounded_channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(runtime_tokio::serve(
+            vec![listener],
+            LineCore::new(ev_tx),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Harness {
+            addr,
+            events,
+            stop: Some(stop),
+            server,
+        }
+    }
+    async fn event(&mut self) -> String {
+        timeout(T, self.events.recv())
+            .await
+            .expect("no event in time")
+            .expect("core gone")
+    }
+}
+
+async fn read_line(r: &mut BufReader<TcpStream>) -> String {
+    let mut line = String::new();
+    timeout(T, r.read_line(&mut line))
+        .await
+        .expect("no line in time")
+        .unwrap();
+    line
+}
+
+async fn expect_eof(r: &mut BufReader<TcpStream>) {
+    let mut rest = Vec::new();
+    let n = timeout(T, r.read_to_end(&mut rest))
+        .await
+        .expect("no EOF in time")
+        .unwrap_or(0);
+    assert_eq!(
+        n,
+        0,
+        "unexpected bytes {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+}
+
+#[tokio::test]
+async fn echo_close_and_peer_close() {
+    let mut h = Harness::start().await;
+    let mut a = BufReader::new(TcpStream::connect(h.addr).await.unwrap());
+    assert_eq!(h.event().await, "opened 1");
+    a.get_mut().write_all(b"one\ntw").await.unwrap();
+    assert_eq!(read_line(&mut a).await, "echo:one\n");
+    a.get_mut().write_all(b"o\nthree\n").await.unwrap();
+    assert_eq!(read_line(&mut a).await, "echo:two\n");
+    assert_eq!(read_line(&mut a).await, "echo:three\n");
+    // What was sent before the Close is written before the connection is closed.
+    a.get_mut().write_all(b"last\nclose\n").await.unwrap();
+    assert_eq!(read_line(&mut a).await, "echo:last\n");
+    expect_eof(&mut a).await;
+
+    // A peer that closes is reported once.
+    let b = TcpStream::connect(h.addr).await.unwrap();
+    assert_eq!(h.event().await, "opened 2");
+    drop(b);
+    assert_eq!(h.event().await, "closed 2");
+
+    // The server still serves.
+    let mut c = BufReader::new(TcpStream::connect(h.addr).await.unwrap());
+    c.get_mut().write_all(b"hi\n").await.unwrap();
+    assert_eq!(read_line(&mut c).await, "echo:hi\n");
+    assert_eq!(h.event().await, "opened 3");
+    h.stop.take().unwrap().send(()).unwrap();
+    timeout(T, h.server)
+        .await
+        .expect("serve did not stop")
+        .unwrap();
+    expect_eof(&mut c).await;
+}
+
+#[tokio::test]
+async fn outbound_connections() {
+    let mut h = Harness::start().await;
+    let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut a = BufReader::new(TcpStream::connect(h.addr).await.unwrap());
+    assert_eq!(h.event().await, "opened 1");
+    a.get_mut()
+        .write_all(format!("connect {}\n", peer.local_addr().unwrap().port()).as_bytes())
+        .await
+        .unwrap();
+    let (out, _) = timeout(T, peer.accept()).await.unwrap().unwrap();
+    let mut out = BufReader::new(out);
+    assert_eq!(
+        read_line(&mut out).await,
+        "hello\n",
+        "the Send queued before the connect"
+    );
+    out.get_mut().write_all(b"from peer\n").await.unwrap();
+    assert_eq!(read_line(&mut out).await, "echo:from peer\n");
+    drop(out);
+    assert_eq!(h.event().await, "closed 2");
+
+    // A refused connection is reported closed.
+    let closed_port = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().port()
+    };
+    a.get_mut()
+        .write_all(format!("connect {closed_port}\n").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(h.event().await, "closed 3");
+}
+
+#[tokio::test]
+async fn timers_fire() {
+    let h = Harness::start().await;
+    let mut a = BufReader::new(TcpStream::connect(h.addr).await.unwrap());
+    let start = Instant::now();
+    a.get_mut().write_all(b"timer\n").await.unwrap();
+    assert_eq!(read_line(&mut a).await, "tick\n");
+    assert!(start.elapsed() >= Duration::from_millis(20));
+}
+
+#[tokio::test]
+async fn many_queued_lines_are_all_answered() {
+    let h = Harness::start().await;
+    let mut a = BufReader::new(TcpStream::connect(h.addr).await.unwrap());
+    let mut input = String::new();
+    for i in 0..2000 {
+        input.push_str(&format!("line {i}\n"));
+    }
+    let (mut rd, mut wr) = a.get_mut().split();
+    let mut got = Vec::new();
+    let write = async {
+        wr.write_all(input.as_bytes()).await.unwrap();
+    };
+    let read = async {
+        let mut buf = [0u8; 8192];
+        while !got.ends_with(b"echo:line 1999\n") {
+            let n = timeout(T, rd.read(&mut buf))
+                .await
+                .expect("stalled")
+                .unwrap();
+            assert!(n > 0, "closed early");
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::join!(write, read);
+    let text = String::from_utf8(got).unwrap();
+    assert_eq!(text.lines().count(), 2000);
+    assert!(
+        text.lines()
+            .enumerate()
+            .all(|(i, l)| l == format!("echo:line {i}"))
+    );
+    drop(h);
+}
