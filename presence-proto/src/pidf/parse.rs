@@ -361,7 +361,7 @@ fn check_namespace(uri: &str) -> Result<(), PidfError> {
 
 /// A (simplified) NCName: a letter, `_` or non-ASCII character, then letters, digits, `-`, `.`,
 /// `_`, non-ASCII characters. Keeps names that would break the output (quotes, `=`...) out.
-pub(crate) fn is_ncname(name: &str) -> bool {
+pub fn is_ncname(name: &str) -> bool {
     let mut chars = name.chars();
     match chars.next() {
         Some(c) if c.is_ascii_alphabetic() || c == '_' || !c.is_ascii() => {}
