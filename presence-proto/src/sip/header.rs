@@ -569,3 +569,365 @@ fn cseq(i: In<'_>) -> Res<'_, CSeq> {
     let (i, method) = map_opt(token, Method::from_token).parse(i)?;
     Ok((i, CSeq { seq, method }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut out = Vec::new();
+        f(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn header_names() {
+        let cases: &[(&[u8], HeaderName)] = &[
+            (b"i", HeaderName::CallId),
+            (b"M", HeaderName::Contact),
+            (b"e", HeaderName::ContentEncoding),
+            (b"l", HeaderName::ContentLength),
+            (b"c", HeaderName::ContentType),
+            (b"f", HeaderName::From),
+            (b"s", HeaderName::Subject),
+            (b"k", HeaderName::Supported),
+            (b"t", HeaderName::To),
+            (b"v", HeaderName::Via),
+            (b"o", HeaderName::Event),
+            (b"u", HeaderName::AllowEvents),
+            (b"call-id", HeaderName::CallId),
+            (b"CSEQ", HeaderName::CSeq),
+            (b"sip-etag", HeaderName::SipEtag),
+            (b"Sip-If-Match", HeaderName::SipIfMatch),
+            (b"subscription-state", HeaderName::SubscriptionState),
+            (b"content-id", HeaderName::ContentId),
+        ];
+        for (raw, name) in cases {
+            assert_eq!(
+                &HeaderName::from_bytes(raw),
+                name,
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        for (c, long) in [
+            ("r", "Refer-To"),
+            ("b", "Referred-By"),
+            ("x", "Session-Expires"),
+            ("a", "Accept-Contact"),
+            ("j", "Reject-Contact"),
+            ("d", "Request-Disposition"),
+            ("y", "Identity"),
+            ("n", "Identity-Info"),
+        ] {
+            let h = HeaderName::from_bytes(c.as_bytes());
+            assert_eq!(h.as_str(), long);
+            assert_eq!(
+                h,
+                HeaderName::from_bytes(long.to_ascii_uppercase().as_bytes())
+            );
+        }
+        assert_eq!(
+            HeaderName::from_bytes(b"X-Foo"),
+            HeaderName::Other("x-FOO".into())
+        );
+        assert_ne!(
+            HeaderName::from_bytes(b"X-Foo"),
+            HeaderName::Other("X-Fo".into())
+        );
+        assert_ne!(HeaderName::Via, HeaderName::To);
+        assert_eq!(HeaderName::from_bytes(b"z").as_str(), "z");
+        assert_eq!(
+            HeaderName::from_bytes(b"WWW-Authenticate").as_str(),
+            "WWW-Authenticate"
+        );
+        // Every known name maps back to itself from its canonical spelling.
+        for (s, h) in KNOWN.iter() {
+            assert_eq!(h.as_str(), *s);
+            assert_eq!(
+                &HeaderName::from_bytes(s.to_ascii_lowercase().as_bytes()),
+                h
+            );
+        }
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let n = NameAddr::parse(br#""Bob \"the\" \\ Builder" <sip:bob@biloxi.com>;tag=a6c85cf"#)
+            .unwrap();
+        assert_eq!(n.display.as_deref(), Some(r#"Bob "the" \ Builder"#));
+        assert_eq!(n.uri.user.as_deref(), Some("bob"));
+        assert_eq!(n.tag(), Some("a6c85cf"));
+
+        let n = NameAddr::parse(b"  Bob   Smith <sip:bob@h;transport=tcp> ; tag = 1 ;x").unwrap();
+        assert_eq!(n.display.as_deref(), Some("Bob Smith"));
+        assert_eq!(n.uri.param("transport"), Some(Some("tcp")));
+        assert_eq!(
+            n.params.0,
+            vec![("tag".into(), Some("1".into())), ("x".into(), None)]
+        );
+
+        let n = NameAddr::parse(b"<sip:alice@127.0.0.1>").unwrap();
+        assert_eq!(n.display, None);
+        assert!(n.params.0.is_empty());
+
+        // addr-spec: parameters belong to the header.
+        let n = NameAddr::parse(b"sip:rls@127.0.0.1;tag=489025e04b").unwrap();
+        assert_eq!(n.display, None);
+        assert!(n.uri.params.is_empty());
+        assert_eq!(n.tag(), Some("489025e04b"));
+        let n = NameAddr::parse(b"sip:bob@h ;tag=1").unwrap();
+        assert_eq!(n.tag(), Some("1"));
+
+        // Quoted parameters with angle brackets, as in +sip.instance.
+        let n = NameAddr::parse(
+            br#""bob" <sip:bob@127.0.0.1:50168;transport=tcp>;+sip.instance="<urn:uuid:00000000-0000-4000-8000-000000034181>";expires=600"#,
+        )
+        .unwrap();
+        assert_eq!(
+            n.params.get("+sip.instance"),
+            Some(Some("\"<urn:uuid:00000000-0000-4000-8000-000000034181>\""))
+        );
+        assert_eq!(
+            unquote_value(n.params.get("+sip.instance").flatten().unwrap()),
+            "<urn:uuid:00000000-0000-4000-8000-000000034181>"
+        );
+        assert_eq!(n.params.get("EXPIRES"), Some(Some("600")));
+
+        // IPv6 and non-UTF-8 display names.
+        let n = NameAddr::parse(b"\"J\xf6rg\" <sip:j@[2001:db8::1]:5060>").unwrap();
+        assert_eq!(n.display.as_deref(), Some("J\u{fffd}rg"));
+        assert_eq!(n.uri.host, "[2001:db8::1]");
+        let n = NameAddr::parse("Jörg <sip:j@h>".as_bytes()).unwrap();
+        assert_eq!(n.display.as_deref(), Some("Jörg"));
+        let n = NameAddr::parse(b"\"\" <sip:j@h>").unwrap();
+        assert_eq!(n.display.as_deref(), Some(""));
+
+        for bad in [
+            &b""[..],
+            b"<sip:a@b",
+            b"sip:a@b>",
+            b"\"unterminated <sip:a@b>",
+            b"<tel:+123>",
+            b"<sip:a@b>;",
+            b"<sip:a@b> junk",
+            b"a:b <sip:a@b>",
+            b"<sip:a@b>, <sip:c@d>",
+            b"*",
+        ] {
+            assert!(
+                NameAddr::parse(bad).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn name_addr_lists_and_round_trip() {
+        let l = NameAddr::parse_list(
+            br#""a, b" <sip:a@h;lr>, <sip:b@h;lr>;x="1,2" ,sip:c@h;q=0.5, "d<>" <sip:d@h>"#,
+        )
+        .unwrap();
+        assert_eq!(l.len(), 4);
+        assert_eq!(l[0].display.as_deref(), Some("a, b"));
+        assert_eq!(l[1].params.get("x"), Some(Some("\"1,2\"")));
+        assert_eq!(l[2].uri.user.as_deref(), Some("c"));
+        assert_eq!(l[2].params.get("q"), Some(Some("0.5")));
+        assert_eq!(l[3].display.as_deref(), Some("d<>"));
+        for n in &l {
+            let text = w(|o| n.write_to(o));
+            assert_eq!(NameAddr::parse(text.as_bytes()).as_ref(), Some(n), "{text}");
+        }
+        assert_eq!(w(|o| l[2].write_to(o)), "<sip:c@h>;q=0.5");
+        assert_eq!(w(|o| l[0].write_to(o)), r#""a, b" <sip:a@h;lr>"#);
+        assert!(NameAddr::parse_list(b"<sip:a@h>, bad").is_none());
+        assert!(NameAddr::parse_list(b"").is_none());
+        assert!(NameAddr::parse_list(b"*").is_none());
+        assert_eq!(NameAddr::parse_list(b"<sip:a@h>,").unwrap().len(), 1);
+
+        let n = NameAddr {
+            display: Some("q\"uo\\te\tctl\u{1}\r\n".into()),
+            uri: Uri::parse(b"sip:a@h").unwrap(),
+            params: Params(vec![("tag".into(), Some("x".into()))]),
+        };
+        let text = w(|o| n.write_to(o));
+        assert_eq!(text, "\"q\\\"uo\\\\te\tctl\\\u{1}  \" <sip:a@h>;tag=x");
+        let back = NameAddr::parse(text.as_bytes()).unwrap();
+        assert_eq!(back.display.as_deref(), Some("q\"uo\\te\tctl\u{1}  "));
+    }
+
+    #[test]
+    fn via() {
+        let v =
+            Via::parse_list(b"SIP/2.0/TCP 127.0.0.1:50168;alias;branch=z9hG4bK.3rRduiRuM;rport")
+                .unwrap();
+        assert_eq!(v.len(), 1);
+        let v0 = &v[0];
+        assert_eq!(
+            (v0.transport.as_str(), v0.host.as_str(), v0.port),
+            ("TCP", "127.0.0.1", Some(50168))
+        );
+        assert_eq!(v0.branch(), Some("z9hG4bK.3rRduiRuM"));
+        assert_eq!(v0.rport(), Some(None));
+        assert_eq!(v0.received(), None);
+        assert!(v0.params.contains("alias"));
+
+        let v = Via::parse_list(
+            b"SIP / 2.0 / udp  first.example.com: 4000;ttl=16;maddr=224.2.0.1 ;branch=z9hG4bKa7c6a8dlze.1, \
+sip/2.0/TLS [2001:db8::9]:5061;received=2001:db8::9;rport=5061,SIP/2.0/WS abc.invalid",
+        )
+        .unwrap();
+        assert_eq!(v.len(), 3);
+        assert_eq!(
+            (v[0].transport.as_str(), v[0].host.as_str(), v[0].port),
+            ("UDP", "first.example.com", Some(4000))
+        );
+        assert_eq!(v[0].branch(), Some("z9hG4bKa7c6a8dlze.1"));
+        assert_eq!(v[1].host, "[2001:db8::9]");
+        assert_eq!(v[1].received(), Some("2001:db8::9"));
+        assert_eq!(v[1].rport(), Some(Some(5061)));
+        assert_eq!(
+            (v[2].transport.as_str(), v[2].port, v[2].rport()),
+            ("WS", None, None)
+        );
+        for via in &v {
+            let text = w(|o| via.write_to(o));
+            assert_eq!(
+                Via::parse_list(text.as_bytes()).unwrap(),
+                vec![via.clone()],
+                "{text}"
+            );
+        }
+        assert_eq!(
+            w(|o| v[1].write_to(o)),
+            "SIP/2.0/TLS [2001:db8::9]:5061;received=2001:db8::9;rport=5061"
+        );
+
+        for bad in [
+            &b""[..],
+            b"SIP/2.0/TCP",
+            b"SIP/2.0/TCP ",
+            b"SIP/2.0 host",
+            b"SIP/3.0/TCP host",
+            b"HTTP/2.0/TCP host",
+            b"SIP/2.0/TCPhost",
+            b"SIP/2.0/TCP host:99999",
+            b"SIP/2.0/TCP host;",
+            b"SIP/2.0/TCP host, bad",
+        ] {
+            assert!(
+                Via::parse_list(bad).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn cseq_event_content_type_state() {
+        let c = CSeq::parse(b" 20 SUBSCRIBE ").unwrap();
+        assert_eq!((c.seq, &c.method), (20, &Method::Subscribe));
+        assert_eq!(
+            CSeq::parse(b"4294967295\tfoo").unwrap().method,
+            Method::Other("foo".into())
+        );
+        assert!(CSeq::parse(b"4294967296 INVITE").is_none());
+        assert!(CSeq::parse(b"1INVITE").is_none());
+        assert!(CSeq::parse(b"1").is_none());
+        assert!(CSeq::parse(b"-1 INVITE").is_none());
+        assert!(CSeq::parse(b"1 INVITE x").is_none());
+        assert_eq!(w(|o| c.write_to(o)), "20 SUBSCRIBE");
+
+        let e = Event::parse(b"Presence;id=a1 ; x").unwrap();
+        assert_eq!(e.package, "Presence");
+        assert!(e.is("presence"));
+        assert_eq!(e.id(), Some("a1"));
+        assert_eq!(Event::parse(w(|o| e.write_to(o)).as_bytes()), Some(e));
+        assert!(
+            Event::parse(b"presence.winfo")
+                .unwrap()
+                .is("presence.winfo")
+        );
+        assert!(Event::parse(b"").is_none());
+        assert!(Event::parse(b"a b").is_none());
+
+        let ct = ContentType::parse(b"Application/PIDF+XML ;charset=\"UTF-8\"").unwrap();
+        assert_eq!(
+            (ct.mtype.as_str(), ct.subtype.as_str()),
+            ("application", "pidf+xml")
+        );
+        assert!(ct.is("application/pidf+xml"));
+        assert!(ct.is("APPLICATION/Pidf+Xml"));
+        assert!(!ct.is("application/xml"));
+        assert!(!ct.is("application"));
+        assert_eq!(ct.params.get("charset"), Some(Some("\"UTF-8\"")));
+        assert_eq!(
+            ContentType::parse(w(|o| ct.write_to(o)).as_bytes()),
+            Some(ct)
+        );
+        let ct = ContentType::parse(
+            b"multipart/related;type=\"application/rlmi+xml\";start=\"<x@y>\";boundary=50UBfW7LSCVLtggUPe5z",
+        )
+        .unwrap();
+        assert_eq!(
+            ct.params.get("boundary"),
+            Some(Some("50UBfW7LSCVLtggUPe5z"))
+        );
+        assert!(ContentType::parse(b"text").is_none());
+        assert!(ContentType::parse(b"text/").is_none());
+        assert!(ContentType::parse(b"text / plain").is_some());
+
+        let s = SubscriptionState::parse(b"terminated;reason=timeout;retry-after=10").unwrap();
+        assert!(s.is("TERMINATED"));
+        assert_eq!(s.params.get("reason"), Some(Some("timeout")));
+        assert_eq!(
+            SubscriptionState::parse(w(|o| s.write_to(o)).as_bytes()),
+            Some(s)
+        );
+        assert!(
+            SubscriptionState::parse(b"active;expires")
+                .unwrap()
+                .params
+                .contains("expires")
+        );
+        assert!(SubscriptionState::parse(b";expires=1").is_none());
+    }
+
+    #[test]
+    fn token_lists_and_numbers() {
+        let v: Vec<&[u8]> = token_list(b" eventlist , 100rel;q=1,, timer ;x=\"a,b\" ,").collect();
+        assert_eq!(v, vec![&b"eventlist"[..], b"100rel", b"timer"]);
+        assert_eq!(token_list(b"").count(), 0);
+        assert_eq!(token_list(b" , ").count(), 0);
+        let v: Vec<&[u8]> = token_list(b"application/pidf+xml;q=0.5, multipart/related").collect();
+        assert_eq!(v, vec![&b"application/pidf+xml"[..], b"multipart/related"]);
+
+        assert_eq!(parse_u32(b" 3600 "), Some(3600));
+        assert_eq!(parse_u32(b"0"), Some(0));
+        assert_eq!(parse_u32(b"99999999999999999999"), Some(u32::MAX));
+        assert_eq!(parse_u32(b"4294967296"), Some(u32::MAX));
+        assert_eq!(parse_u32(b""), None);
+        assert_eq!(parse_u32(b"1 2"), None);
+        assert_eq!(parse_u32(b"+1"), None);
+        assert_eq!(parse_u32(b"-1"), None);
+        assert_eq!(raw("x"), Bytes::from_static(b"x"));
+    }
+
+    #[test]
+    fn params_get_and_write() {
+        let p = Params(vec![
+            ("Tag".into(), Some("1".into())),
+            ("lr".into(), None),
+            ("tag".into(), Some("2".into())),
+        ]);
+        assert_eq!(p.get("tag"), Some(Some("1")));
+        assert_eq!(p.get("LR"), Some(None));
+        assert_eq!(p.get("x"), None);
+        assert!(p.contains("lr"));
+        assert_eq!(w(|o| p.write_to(o)), ";Tag=1;lr;tag=2");
+        assert_eq!(unquote_value("\"a\\\"b\""), "a\"b");
+        assert_eq!(unquote_value("plain"), "plain");
+        assert_eq!(unquote_value("\""), "\"");
+    }
+}

@@ -274,3 +274,218 @@ impl std::fmt::Display for Uri {
         f.write_str(&String::from_utf8_lossy(&out))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Uri {
+        Uri::parse(s.as_bytes()).unwrap_or_else(|| panic!("parse {s}"))
+    }
+
+    fn w(u: &Uri) -> String {
+        let mut out = Vec::new();
+        u.write_to(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn parses_components() {
+        let u = p(
+            "sips:alice:secret@Atlanta.com:5061;transport=tls;lr;maddr=[2001:db8::1]?subject=project%20x&priority=urgent",
+        );
+        assert!(u.sips);
+        assert_eq!(u.user.as_deref(), Some("alice"));
+        assert_eq!(u.password.as_deref(), Some("secret"));
+        assert_eq!(u.host, "Atlanta.com");
+        assert_eq!(u.port, Some(5061));
+        assert_eq!(u.param("TRANSPORT"), Some(Some("tls")));
+        assert_eq!(u.param("lr"), Some(None));
+        assert_eq!(u.param("maddr"), Some(Some("[2001:db8::1]")));
+        assert_eq!(u.param("ttl"), None);
+        assert_eq!(
+            u.headers,
+            vec![
+                ("subject".into(), "project%20x".into()),
+                ("priority".into(), "urgent".into())
+            ]
+        );
+
+        let u = p("sip:127.0.0.1;transport=tcp");
+        assert_eq!(
+            (u.user.as_deref(), u.host.as_str(), u.port),
+            (None, "127.0.0.1", None)
+        );
+        let u = p("sip:host:5060");
+        assert_eq!(
+            (u.user.as_deref(), u.host.as_str(), u.port),
+            (None, "host", Some(5060))
+        );
+        let u = p("SIP:[::1]:5070");
+        assert_eq!(
+            (u.sips, u.host.as_str(), u.port),
+            (false, "[::1]", Some(5070))
+        );
+        let u = p("sip:user@[2001:db8::10]");
+        assert_eq!(u.host, "[2001:db8::10]");
+        let u = p("  sip:+33612345678@127.0.0.1;user=phone \t");
+        assert_eq!(u.user.as_deref(), Some("+33612345678"));
+        let u = p("sip:alice;day=tuesday@atlanta.com");
+        assert_eq!(u.user.as_deref(), Some("alice;day=tuesday"));
+        let u = p("sip:user:@host");
+        assert_eq!(u.password.as_deref(), Some(""));
+        let u = p("sip:bob-0x55dafdadc630@127.0.0.1:58385;transport=tcp");
+        assert_eq!(u.user.as_deref(), Some("bob-0x55dafdadc630"));
+        let u = p("sip:a@b?x=");
+        assert_eq!(u.headers, vec![("x".into(), String::new())]);
+    }
+
+    #[test]
+    fn escapes() {
+        let u = p("sip:%61lice%20b@host");
+        assert_eq!(u.user.as_deref(), Some("%61lice%20b"));
+        assert_eq!(u.aor_key(), "alice b@host");
+        assert!(u.rfc_eq(&p("sip:alice%20b@host")));
+        assert!(Uri::parse(b"sip:%6@host").is_none());
+        assert!(Uri::parse(b"sip:%zz@host").is_none());
+        let u = p("sip:host;x%41=%42");
+        assert_eq!(
+            u.params,
+            vec![("x%41".to_string(), Some("%42".to_string()))]
+        );
+    }
+
+    #[test]
+    fn rejects() {
+        for bad in [
+            "",
+            "sip:",
+            "sip:@host",
+            "tel:+123",
+            "http://x",
+            "sip:host:",
+            "sip:host:65536",
+            "sip:host:80x",
+            "sip:a b@host",
+            "sip:host;",
+            "sip:host;x=",
+            "sip:host?",
+            "sip:host?a",
+            "sip:host?=b",
+            "sip:[::1",
+            "sip:[zz]",
+            "sip:host>",
+            "sip:alice@",
+            "sip:-host",
+            "sips:alice@host extra",
+            "sip:user@host@host",
+            "sip:héllo@host",
+        ] {
+            assert!(Uri::parse(bad.as_bytes()).is_none(), "{bad}");
+        }
+        assert!(Uri::parse(b"sip:a\xff@host").is_none());
+    }
+
+    #[test]
+    fn writes_as_parsed() {
+        for s in [
+            "sip:alice@atlanta.com",
+            "sips:alice:pw@atlanta.com:5061;transport=tcp;lr?subject=x&a=",
+            "sip:[2001:db8::1]:5060;maddr=239.255.255.1;ttl=15",
+            "sip:%61lice@h",
+            "sip:+1-212-555-1212:1234@gateway.com;user=phone",
+        ] {
+            let u = p(s);
+            assert_eq!(w(&u), s);
+            assert_eq!(u.to_string(), s);
+            assert_eq!(p(&w(&u)), u);
+        }
+        assert_eq!(w(&p("SIP:a@B")), "sip:a@B");
+    }
+
+    /// RFC 3261 §19.1.4: URIs that are equivalent.
+    #[test]
+    fn rfc3261_equal_pairs() {
+        let pairs = [
+            (
+                "sip:%61lice@atlanta.com;transport=TCP",
+                "sip:alice@AtLanTa.CoM;Transport=tcp",
+            ),
+            ("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"),
+            ("sip:carol@chicago.com", "sip:carol@chicago.com;security=on"),
+            (
+                "sip:carol@chicago.com;newparam=5",
+                "sip:carol@chicago.com;security=on",
+            ),
+            (
+                "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+                "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com",
+            ),
+            (
+                "sip:alice@atlanta.com?subject=project%20x&priority=urgent",
+                "sip:alice@atlanta.com?priority=urgent&subject=project%20x",
+            ),
+        ];
+        for (a, b) in pairs {
+            assert!(p(a).rfc_eq(&p(b)), "{a} == {b}");
+            assert!(p(b).rfc_eq(&p(a)), "{b} == {a}");
+        }
+    }
+
+    /// RFC 3261 §19.1.4: URIs that are not equivalent.
+    #[test]
+    fn rfc3261_unequal_pairs() {
+        let pairs = [
+            (
+                "SIP:ALICE@AtLanTa.CoM;Transport=udp",
+                "sip:alice@AtLanTa.CoM;Transport=UDP",
+            ),
+            ("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"),
+            ("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"),
+            (
+                "sip:bob@biloxi.com",
+                "sip:bob@biloxi.com:6000;transport=tcp",
+            ),
+            (
+                "sip:carol@chicago.com",
+                "sip:carol@chicago.com?Subject=next%20meeting",
+            ),
+            ("sip:bob@phone21.boxesbybob.com", "sip:bob@192.0.2.4"),
+            // Equality is not transitive.
+            (
+                "sip:carol@chicago.com;security=on",
+                "sip:carol@chicago.com;security=off",
+            ),
+            // More of the rules.
+            ("sip:alice@atlanta.com", "sips:alice@atlanta.com"),
+            ("sip:alice@atlanta.com", "sip:atlanta.com"),
+            ("sip:alice:a@atlanta.com", "sip:alice:b@atlanta.com"),
+            ("sip:alice:a@atlanta.com", "sip:alice@atlanta.com"),
+            ("sip:a@h;maddr=1.2.3.4", "sip:a@h"),
+            ("sip:a@h;ttl=1", "sip:a@h"),
+            ("sip:a@h;method=INVITE", "sip:a@h"),
+            ("sip:a@h;user=phone", "sip:a@h"),
+            ("sip:a@h;lr", "sip:a@h;lr=on"),
+            ("sip:a@h?x=1", "sip:a@h?x=1&y=2"),
+            ("sip:a@h?x=a", "sip:a@h?x=A"),
+        ];
+        for (a, b) in pairs {
+            assert!(!p(a).rfc_eq(&p(b)), "{a} != {b}");
+            assert!(!p(b).rfc_eq(&p(a)), "{b} != {a}");
+        }
+        assert!(p("sip:a@h?X=a").rfc_eq(&p("sip:a@h?x=%61")));
+    }
+
+    #[test]
+    fn aor_and_identity() {
+        let u = p("sips:Bob%2Dx:pw@BILOXI.com:5061;transport=tcp;lr");
+        assert_eq!(u.aor_key(), "Bob-x@biloxi.com");
+        assert_eq!(u.identity(), "sips:Bob%2Dx@BILOXI.com");
+        let u = p("sip:+33612345678@127.0.0.1;transport=tcp;user=Phone");
+        assert_eq!(u.aor_key(), "+33612345678@127.0.0.1;user=phone");
+        assert_eq!(u.identity(), "sip:+33612345678@127.0.0.1");
+        assert_eq!(p("sip:a@h;user=ip").aor_key(), "a@h");
+        assert_eq!(p("sip:Example.COM:5060").aor_key(), "example.com");
+        assert_eq!(p("sip:Example.COM:5060").identity(), "sip:Example.COM");
+    }
+}
