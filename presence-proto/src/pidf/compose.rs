@@ -76,15 +76,16 @@ pub fn compose(entity: &str, docs: &[&Document], out: &mut Vec<u8>) {
 
     // Root declarations: dm and rpid always, the other fixed prefixes when used.
     let mut used = KNOWN_DM | KNOWN_RPID;
+    let mut stack: Vec<&Element> = Vec::new();
     for t in &tuples {
-        used |= known_used(&t.element);
+        used |= known_used(&t.element, &mut stack);
     }
     for n in &notes {
-        used |= known_used(n);
+        used |= known_used(n, &mut stack);
     }
     if let Some(p) = newest_person {
         for e in activities.iter().copied().chain(&p.other) {
-            used |= known_used(e);
+            used |= known_used(e, &mut stack);
         }
     }
     let mut scope = Namespaces::with_known(used);
@@ -151,9 +152,9 @@ pub fn note_only(entity: &str, out: &mut Vec<u8>) {
 }
 
 /// Bit mask (see `tree::KNOWN`) of the fixed-prefix namespaces used by `el` and its descendants.
-fn known_used(el: &Element) -> u8 {
+fn known_used<'a>(el: &'a Element, stack: &mut Vec<&'a Element>) -> u8 {
     let mut mask = 0u8;
-    let mut stack: Vec<&Element> = vec![el];
+    stack.push(el);
     while let Some(e) = stack.pop() {
         mask |= known_bit(e.ns.as_deref());
         for (ans, _, _) in &e.attrs {

@@ -359,15 +359,27 @@ fn check_namespace(uri: &str) -> Result<(), PidfError> {
     Ok(())
 }
 
-/// A (simplified) NCName: a letter, `_` or non-ASCII character, then letters, digits, `-`, `.`,
-/// `_`, non-ASCII characters. Keeps names that would break the output (quotes, `=`...) out.
+/// An XML `NCName` (a name without `:`, as element and attribute local names, prefixes and
+/// `xs:ID` values), per the `NameStartChar` / `NameChar` productions of XML 1.0 5th edition.
 pub fn is_ncname(name: &str) -> bool {
     let mut chars = name.chars();
     match chars.next() {
-        Some(c) if c.is_ascii_alphabetic() || c == '_' || !c.is_ascii() => {}
-        _ => return false,
+        Some(c) if is_name_start_char(c) => chars.all(is_name_char),
+        _ => false,
     }
-    chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') || !c.is_ascii())
+}
+
+fn is_name_start_char(c: char) -> bool {
+    matches!(c,
+        'A'..='Z' | '_' | 'a'..='z' | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}' | '\u{F8}'..='\u{2FF}'
+        | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}' | '\u{200C}'..='\u{200D}'
+        | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}' | '\u{3001}'..='\u{D7FF}'
+        | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}' | '\u{10000}'..='\u{EFFFF}')
+}
+
+fn is_name_char(c: char) -> bool {
+    is_name_start_char(c)
+        || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
 }
 
 fn check_ncname(name: &str) -> Result<(), PidfError> {
@@ -555,6 +567,27 @@ mod tests {
         ];
         for c in cases {
             assert!(parse(c).is_err(), "{}", String::from_utf8_lossy(c));
+        }
+    }
+
+    #[test]
+    fn ncnames() {
+        for ok in [
+            "a",
+            "_x",
+            "tuple",
+            "on-the-phone",
+            "i.5u42",
+            "été",
+            "x·y",
+            "日本",
+        ] {
+            assert!(is_ncname(ok), "{ok}");
+        }
+        for bad in [
+            "", "1a", "-a", ".a", "a:b", "a b", "a\"b", "a=b", "×", "a×", "\u{3000}",
+        ] {
+            assert!(!is_ncname(bad), "{bad}");
         }
     }
 
