@@ -277,6 +277,11 @@ impl Server {
             registered,
         };
         self.subscriptions.map.insert(id, sub);
+        // Access first: the re-evaluation below must not count this subscription as a change.
+        let extended = self.is_extended(id);
+        if let Some(s) = self.subscriptions.map.get_mut(&id) {
+            s.extended = extended;
+        }
         if registered {
             self.subscriptions.dialogs.insert((info.call_id.clone(), local_tag.clone()), id);
             if let Some(p) = self.presentities.get_mut(&presentity) {
@@ -287,10 +292,6 @@ impl Server {
             }
             self.timers.arm(now + Duration::from_secs(u64::from(expires)), Timer::SubscriptionExpiry(id));
             info!(%watcher, %presentity, expires, "subscription created");
-        }
-        let extended = self.is_extended(id);
-        if let Some(s) = self.subscriptions.map.get_mut(&id) {
-            s.extended = extended;
         }
 
         let exp = itoa::Buffer::new().format(expires).as_bytes().to_vec();
