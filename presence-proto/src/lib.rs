@@ -5,6 +5,8 @@
 //! actions (bytes to send, connections to open or close) and for its next deadline.
 
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod pidf;
 pub mod rng;
 pub mod server;

@@ -1,0 +1,309 @@
+//! Fuzz target bodies, kept in the library so the corpora can be replayed by ordinary tests on
+//! the stable toolchain (rustls/quinn style). Each function must not panic on any input, and
+//! asserts the properties its parser promises (round-trips, chunking independence, invariants).
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::sip::{
+    CSeq, ContentType, Event, Framer, HeaderName, Message, NameAddr, SubscriptionState, Uri, Via,
+};
+use crate::{Action, Config, ConnId, Server, pidf};
+
+/// Message parse → write → parse gives the same message (Content-Length aside: it is rewritten).
+pub fn sip_message(data: &[u8]) {
+    let Ok(m1) = Message::parse(Bytes::copy_from_slice(data), 256) else {
+        return;
+    };
+    let wire = m1.to_bytes();
+    let m2 = Message::parse(Bytes::from(wire), 512).expect("a written message re-parses");
+    let strip = |m: &Message| -> Vec<(HeaderName, Bytes)> {
+        m.headers
+            .iter()
+            .filter(|h| h.name != HeaderName::ContentLength)
+            .map(|h| (h.name.clone(), h.value.clone()))
+            .collect()
+    };
+    assert_eq!(m1.start, m2.start);
+    assert_eq!(strip(&m1), strip(&m2));
+    assert_eq!(m1.body, m2.body);
+    // Typed accessors never panic.
+    let _ = m1.request_uri();
+    for h in &m1.headers {
+        typed_header(&h.name, &h.value);
+    }
+}
+
+fn typed_header(name: &HeaderName, value: &[u8]) {
+    match name {
+        HeaderName::Via => {
+            let _ = Via::parse_list(value);
+        }
+        HeaderName::From | HeaderName::To => {
+            let _ = NameAddr::parse(value);
+        }
+        HeaderName::Contact | HeaderName::Route | HeaderName::RecordRoute => {
+            let _ = NameAddr::parse_list(value);
+        }
+        HeaderName::CSeq => {
+            let _ = CSeq::parse(value);
+        }
+        HeaderName::Event => {
+            let _ = Event::parse(value);
+        }
+        HeaderName::ContentType => {
+            let _ = ContentType::parse(value);
+        }
+        HeaderName::SubscriptionState => {
+            let _ = SubscriptionState::parse(value);
+        }
+        _ => {}
+    }
+}
+
+/// Cutting a stream anywhere gives the same messages as feeding it whole.
+pub fn sip_framer(data: &[u8]) {
+    let Some((&cut, stream)) = data.split_first() else {
+        return;
+    };
+    let whole = frame_all(stream, &[stream.len()]);
+    let step = usize::from(cut).max(1);
+    let cuts: Vec<usize> = (step..stream.len())
+        .step_by(step)
+        .chain([stream.len()])
+        .collect();
+    let chunked = frame_all(stream, &cuts);
+    assert_eq!(whole, chunked, "framing depends on how the stream is cut");
+}
+
+fn frame_all(stream: &[u8], cuts: &[usize]) -> (Vec<Bytes>, bool) {
+    let mut f = Framer::new(4096);
+    let mut out = Vec::new();
+    let mut start = 0;
+    for &end in cuts {
+        f.push(&stream[start..end]);
+        start = end;
+        loop {
+            match f.next_message() {
+                Ok(Some(m)) => out.push(m),
+                Ok(None) => break,
+                Err(_) => return (out, true),
+            }
+        }
+    }
+    (out, false)
+}
+
+/// URI parse → write → parse is the identity, and `rfc_eq` is reflexive.
+pub fn sip_uri(data: &[u8]) {
+    let Some(u1) = Uri::parse(data) else { return };
+    let mut wire = Vec::new();
+    u1.write_to(&mut wire);
+    let u2 = Uri::parse(&wire).expect("a written URI re-parses");
+    assert_eq!(u1, u2);
+    assert!(u1.rfc_eq(&u2));
+    let _ = (u1.aor_key(), u1.identity());
+}
+
+/// Name-addr and Via: parse → write → parse is the identity.
+pub fn sip_headers(data: &[u8]) {
+    if let Some(n1) = NameAddr::parse(data) {
+        let mut wire = Vec::new();
+        n1.write_to(&mut wire);
+        assert_eq!(
+            NameAddr::parse(&wire).as_ref(),
+            Some(&n1),
+            "{:?}",
+            String::from_utf8_lossy(&wire)
+        );
+    }
+    if let Some(v1) = Via::parse_list(data) {
+        let mut wire = Vec::new();
+        for (i, v) in v1.iter().enumerate() {
+            if i > 0 {
+                wire.extend_from_slice(b", ");
+            }
+            v.write_to(&mut wire);
+        }
+        if !v1.is_empty() {
+            assert_eq!(
+                Via::parse_list(&wire).as_ref(),
+                Some(&v1),
+                "{:?}",
+                String::from_utf8_lossy(&wire)
+            );
+        }
+    }
+    for name in [
+        HeaderName::CSeq,
+        HeaderName::Event,
+        HeaderName::ContentType,
+        HeaderName::SubscriptionState,
+    ] {
+        typed_header(&name, data);
+    }
+}
+
+/// A PIDF document that parses composes into one that parses, with the same tuple ids.
+pub fn pidf(data: &[u8]) {
+    let Ok(doc) = pidf::parse(data) else { return };
+    let mut out = Vec::new();
+    pidf::compose(&doc.entity, &[&doc], &mut out);
+    let again = pidf::parse(&out).expect("a composed document re-parses");
+    let ids = |d: &pidf::Document| {
+        d.tuples
+            .iter()
+            .map(|t| t.id.clone())
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(ids(&doc), ids(&again));
+}
+
+const USERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
+
+/// Drives a whole `Server` with operations decoded from the input: connections opened, closed,
+/// raw bytes, well-formed PUBLISH/SUBSCRIBE/answers, time passing. Checks that actions only name
+/// live connections and that nothing is sent after a close.
+pub fn server(data: &[u8]) {
+    let start = Instant::now();
+    let mut now = start;
+    let mut server = Server::new(Config::default(), now, 7);
+    let mut open: Vec<ConnId> = Vec::new();
+    let mut known: BTreeSet<ConnId> = BTreeSet::new();
+    let mut closed: BTreeSet<ConnId> = BTreeSet::new();
+    let mut last_notify: Option<Message> = None;
+    let mut framers: std::collections::BTreeMap<ConnId, Framer> = Default::default();
+    let mut i = 0;
+    let mut seq = 0u32;
+    let byte = |i: &mut usize| -> u8 {
+        let b = data.get(*i).copied().unwrap_or(0);
+        *i += 1;
+        b
+    };
+    while i < data.len() {
+        let op = byte(&mut i);
+        let pick =
+            |b: u8, open: &Vec<ConnId>| open.get(usize::from(b) % open.len().max(1)).copied();
+        match op % 7 {
+            0 if open.len() < 16 => {
+                let port = 40000 + u16::from(byte(&mut i));
+                let c = server.connection_opened(
+                    now,
+                    SocketAddr::from(([127, 0, 0, 1], port)),
+                    SocketAddr::from(([127, 0, 0, 1], 5065)),
+                );
+                open.push(c);
+                known.insert(c);
+            }
+            1 => {
+                let b = byte(&mut i);
+                let n = usize::from(byte(&mut i));
+                let end = (i + n).min(data.len());
+                if let Some(c) = pick(b, &open) {
+                    server.connection_data(now, c, &data[i..end]);
+                }
+                i = end;
+            }
+            2 => {
+                if let Some(c) = pick(byte(&mut i), &open) {
+                    open.retain(|x| *x != c);
+                    server.connection_closed(now, c);
+                    closed.insert(c);
+                }
+            }
+            3 => {
+                now += Duration::from_millis(u64::from(byte(&mut i)) * 500);
+                server.handle_timeout(now);
+            }
+            4 | 5 => {
+                let b = byte(&mut i);
+                let u = USERS[usize::from(b) % USERS.len()];
+                let v = USERS[usize::from(b >> 2) % USERS.len()];
+                let expires = [0u32, 1, 60, 3600][usize::from(b >> 4) % 4];
+                seq += 1;
+                let msg = if op % 7 == 4 {
+                    let body = format!(
+                        "<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"sip:{u}@d\"><tuple id=\"t{b}\"><status><basic>open</basic></status></tuple></presence>"
+                    );
+                    format!(
+                        "PUBLISH sip:{u}@d SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK{seq}\r\nFrom: <sip:{u}@d>;tag=a{seq}\r\nTo: <sip:{u}@d>\r\nCall-ID: p{seq}\r\nCSeq: 1 PUBLISH\r\nEvent: presence\r\nExpires: {expires}\r\nContent-Type: application/pidf+xml\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                } else {
+                    format!(
+                        "SUBSCRIBE sip:{v}@d SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK{seq}\r\nFrom: <sip:{u}@d>;tag=a{seq}\r\nTo: <sip:{v}@d>\r\nCall-ID: s{seq}\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:{u}@127.0.0.1:{}>\r\nEvent: presence\r\nExpires: {expires}\r\nContent-Length: 0\r\n\r\n",
+                        40000 + u32::from(b)
+                    )
+                };
+                if let Some(c) = pick(b, &open) {
+                    server.connection_data(now, c, msg.as_bytes());
+                }
+            }
+            _ => {
+                let b = byte(&mut i);
+                let code = [200u16, 408, 481, 500][usize::from(b) % 4];
+                if let (Some(n), Some(c)) = (&last_notify, pick(b, &open)) {
+                    let mut resp = format!("SIP/2.0 {code} X\r\n").into_bytes();
+                    for h in &n.headers {
+                        if matches!(
+                            h.name,
+                            HeaderName::Via
+                                | HeaderName::From
+                                | HeaderName::To
+                                | HeaderName::CallId
+                                | HeaderName::CSeq
+                        ) {
+                            resp.extend_from_slice(h.name.as_str().as_bytes());
+                            resp.extend_from_slice(b": ");
+                            resp.extend_from_slice(&h.value);
+                            resp.extend_from_slice(b"\r\n");
+                        }
+                    }
+                    resp.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+                    server.connection_data(now, c, &resp);
+                }
+            }
+        }
+        while let Some(action) = server.poll_action() {
+            match action {
+                Action::Connect { conn, .. } => {
+                    assert!(known.insert(conn), "Connect reuses a connection id");
+                }
+                Action::Send { conn, data } => {
+                    assert!(
+                        known.contains(&conn) && !closed.contains(&conn),
+                        "Send on a dead connection"
+                    );
+                    let f = framers.entry(conn).or_insert_with(|| Framer::new(1 << 20));
+                    f.push(&data);
+                    while let Ok(Some(raw)) = f.next_message() {
+                        let m = Message::parse(raw, 1000).expect("our output parses");
+                        if m.method().is_some() {
+                            last_notify = Some(m);
+                        }
+                    }
+                }
+                Action::Close { conn } => {
+                    assert!(known.contains(&conn), "Close of an unknown connection");
+                    closed.insert(conn);
+                    open.retain(|x| *x != conn);
+                }
+            }
+        }
+        if let Some(t) = server.poll_timeout() {
+            assert!(t >= start, "deadline in the past of the start");
+        }
+    }
+    let stats = server.stats();
+    assert!(
+        stats.subscriptions as u64 <= stats.requests_received,
+        "more subscriptions than requests"
+    );
+    assert!(
+        stats.publications as u64 <= stats.requests_received,
+        "more publications than requests"
+    );
+}
