@@ -50,6 +50,9 @@ mod tests {
         let ta = a.token(32);
         assert_eq!(ta, b.token(32));
         assert_ne!(ta, Rng::new(8).token(32));
-        assert!(ta.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(
+            ta.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
     }
 }

@@ -133,20 +133,35 @@ impl Server {
     }
 
     /// An inbound connection was accepted.
-    pub fn connection_opened(&mut self, now: Instant, remote: SocketAddr, local: SocketAddr) -> ConnId {
+    pub fn connection_opened(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        local: SocketAddr,
+    ) -> ConnId {
         let _ = (now, local);
         let id = self.alloc_conn();
-        self.conns.insert(id, Connection { remote: Some(remote), framer: Framer::new(self.config.max_message_size) });
+        self.conns.insert(
+            id,
+            Connection {
+                remote: Some(remote),
+                framer: Framer::new(self.config.max_message_size),
+            },
+        );
         self.conn_by_addr.insert(remote, id);
         id
     }
 
     /// Bytes arrived on a connection.
     pub fn connection_data(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         c.framer.push(data);
         loop {
-            let Some(c) = self.conns.get_mut(&conn) else { return };
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
             let remote = c.remote;
             match c.framer.next_message() {
                 Ok(Some(raw)) => self.handle_message(now, conn, remote, raw),
@@ -214,7 +229,9 @@ impl Server {
 
     /// Removes a connection from the tables; false if it was unknown.
     fn forget_conn(&mut self, conn: ConnId) -> bool {
-        let Some(c) = self.conns.remove(&conn) else { return false };
+        let Some(c) = self.conns.remove(&conn) else {
+            return false;
+        };
         if let Some(addr) = c.remote
             && self.conn_by_addr.get(&addr) == Some(&conn)
         {
@@ -234,14 +251,25 @@ impl Server {
 
     /// The connection to send on towards `target`: an open one to that address, or a new one.
     fn conn_to(&mut self, target: crate::server::Target) -> ConnId {
-        let ip = target.host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().ok();
+        let ip = target
+            .host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .ok();
         if let Some(ip) = ip {
             let addr = SocketAddr::new(ip, target.port);
             if let Some(c) = self.conn_by_addr.get(&addr) {
                 return *c;
             }
             let id = self.alloc_conn();
-            self.conns.insert(id, Connection { remote: Some(addr), framer: Framer::new(self.config.max_message_size) });
+            self.conns.insert(
+                id,
+                Connection {
+                    remote: Some(addr),
+                    framer: Framer::new(self.config.max_message_size),
+                },
+            );
             self.conn_by_addr.insert(addr, id);
             self.output.connect(Action::Connect { conn: id, target });
             return id;
@@ -251,7 +279,13 @@ impl Server {
             return *c;
         }
         let id = self.alloc_conn();
-        self.conns.insert(id, Connection { remote: None, framer: Framer::new(self.config.max_message_size) });
+        self.conns.insert(
+            id,
+            Connection {
+                remote: None,
+                framer: Framer::new(self.config.max_message_size),
+            },
+        );
         self.conn_by_target.insert(key, id);
         self.output.connect(Action::Connect { conn: id, target });
         id
@@ -261,11 +295,22 @@ impl Server {
         self.conns.contains_key(&conn)
     }
 
-    fn handle_message(&mut self, now: Instant, conn: ConnId, remote: Option<SocketAddr>, raw: Bytes) {
+    fn handle_message(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        remote: Option<SocketAddr>,
+        raw: Bytes,
+    ) {
         let msg = match Message::parse(raw, self.config.max_headers) {
             Ok(m) => m,
             Err(e) => {
-                warn!(?conn, ?remote, reason = e.reason, "closing connection: unparsable message");
+                warn!(
+                    ?conn,
+                    ?remote,
+                    reason = e.reason,
+                    "closing connection: unparsable message"
+                );
                 self.stats.protocol_errors += 1;
                 self.close(now, conn);
                 return;
@@ -279,7 +324,13 @@ impl Server {
         }
     }
 
-    fn handle_request(&mut self, now: Instant, conn: ConnId, remote: Option<SocketAddr>, msg: &Message) {
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        remote: Option<SocketAddr>,
+        msg: &Message,
+    ) {
         let remote = remote.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         if !can_answer(msg) {
             warn!(?conn, %remote, "closing connection: request without Via/From/To/Call-ID/CSeq");
@@ -301,7 +352,14 @@ impl Server {
             Some(Method::Publish) => self.handle_publish(now, conn, remote, msg, &info),
             Some(Method::Subscribe) => self.handle_subscribe(now, conn, remote, msg, &info),
             Some(Method::Ack) => {}
-            _ => self.respond(conn, remote, msg, 405, "Method Not Allowed", &[("Allow", b"PUBLISH, SUBSCRIBE")]),
+            _ => self.respond(
+                conn,
+                remote,
+                msg,
+                405,
+                "Method Not Allowed",
+                &[("Allow", b"PUBLISH, SUBSCRIBE")],
+            ),
         }
     }
 
@@ -319,7 +377,15 @@ impl Server {
     }
 
     /// Writes a response (no dialog: a fresh To tag when the request has none).
-    fn respond(&mut self, conn: ConnId, remote: SocketAddr, msg: &Message, code: u16, reason: &str, extra: &[(&str, &[u8])]) {
+    fn respond(
+        &mut self,
+        conn: ConnId,
+        remote: SocketAddr,
+        msg: &Message,
+        code: u16,
+        reason: &str,
+        extra: &[(&str, &[u8])],
+    ) {
         let tag = self.rng.token(10);
         self.respond_tagged(conn, remote, msg, code, reason, &tag, extra);
     }
@@ -340,6 +406,15 @@ impl Server {
         }
         self.stats.responses_sent += 1;
         let out = self.output.buffer(conn);
-        write_response(out, msg, remote, code, reason, Some(to_tag), extra, &self.config.user_agent);
+        write_response(
+            out,
+            msg,
+            remote,
+            code,
+            reason,
+            Some(to_tag),
+            extra,
+            &self.config.user_agent,
+        );
     }
 }

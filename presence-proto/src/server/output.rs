@@ -37,7 +37,10 @@ impl Output {
             && !buf.is_empty()
         {
             self.dirty.retain(|c| *c != conn);
-            self.ordered.push_back(Action::Send { conn, data: Bytes::from(buf) });
+            self.ordered.push_back(Action::Send {
+                conn,
+                data: Bytes::from(buf),
+            });
         }
         self.ordered.push_back(Action::Close { conn });
     }

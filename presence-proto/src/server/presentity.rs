@@ -45,18 +45,24 @@ impl Presentities {
     }
 
     pub(crate) fn get_or_create(&mut self, key: &str, entity: &str) -> &mut Presentity {
-        self.map.entry(key.to_owned()).or_insert_with(|| Presentity {
-            entity: entity.to_owned(),
-            publications: Vec::new(),
-            watchers: Vec::new(),
-            full: None,
-            restricted: None,
-        })
+        self.map
+            .entry(key.to_owned())
+            .or_insert_with(|| Presentity {
+                entity: entity.to_owned(),
+                publications: Vec::new(),
+                watchers: Vec::new(),
+                full: None,
+                restricted: None,
+            })
     }
 
     /// Drops a presentity nobody publishes for nor watches.
     pub(crate) fn remove_if_unused(&mut self, key: &str) {
-        if self.map.get(key).is_some_and(|p| p.publications.is_empty() && p.watchers.is_empty()) {
+        if self
+            .map
+            .get(key)
+            .is_some_and(|p| p.publications.is_empty() && p.watchers.is_empty())
+        {
             self.map.remove(key);
         }
     }
@@ -70,13 +76,19 @@ impl Presentities {
 
     /// The document a watcher gets: composed from publications (`full`), or the restricted one.
     pub(crate) fn document(&mut self, key: &str, full: bool, publications: &Publications) -> Bytes {
-        let Some(p) = self.map.get_mut(key) else { return Bytes::new() };
+        let Some(p) = self.map.get_mut(key) else {
+            return Bytes::new();
+        };
         if full {
             if let Some(doc) = &p.full {
                 return doc.clone();
             }
-            let docs: Vec<&pidf::Document> =
-                p.publications.iter().rev().filter_map(|id| publications.document(*id)).collect();
+            let docs: Vec<&pidf::Document> = p
+                .publications
+                .iter()
+                .rev()
+                .filter_map(|id| publications.document(*id))
+                .collect();
             let mut out = Vec::with_capacity(512 * docs.len().max(1));
             pidf::compose(&p.entity, &docs, &mut out);
             let doc = Bytes::from(out);
@@ -104,7 +116,9 @@ impl Presentities {
 
     /// Counts one subscription less; true when it was the last.
     pub(crate) fn remove_watch(&mut self, watcher: &str, presentity: &str) -> bool {
-        let Some(inner) = self.watching.get_mut(watcher) else { return false };
+        let Some(inner) = self.watching.get_mut(watcher) else {
+            return false;
+        };
         let last = match inner.get_mut(presentity) {
             Some(n) if *n > 1 => {
                 *n -= 1;
@@ -124,6 +138,8 @@ impl Presentities {
 
     /// Whether `watcher` currently holds a subscription to `presentity`.
     pub(crate) fn watches(&self, watcher: &str, presentity: &str) -> bool {
-        self.watching.get(watcher).is_some_and(|inner| inner.contains_key(presentity))
+        self.watching
+            .get(watcher)
+            .is_some_and(|inner| inner.contains_key(presentity))
     }
 }

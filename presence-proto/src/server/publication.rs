@@ -63,7 +63,8 @@ impl Publications {
 /// Same user and host (user unescaped and case-sensitive, host case-insensitive); port and
 /// parameters ignored (a stricter check breaks clients on non-default ports).
 fn same_user_host(a: &Uri, b: &Uri) -> bool {
-    a.host.eq_ignore_ascii_case(&b.host) && a.user.as_deref().map(unescape) == b.user.as_deref().map(unescape)
+    a.host.eq_ignore_ascii_case(&b.host)
+        && a.user.as_deref().map(unescape) == b.user.as_deref().map(unescape)
 }
 
 /// Decodes `%XX` escapes (RFC 3261 §19.1.4 compares unescaped user parts).
@@ -73,8 +74,10 @@ pub(crate) fn unescape(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%'
-            && let (Some(h), Some(l)) =
-                (b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex))
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            )
         {
             out.push(h * 16 + l);
             i += 3;
@@ -101,7 +104,14 @@ impl Server {
     ) {
         let event = msg.header(&HeaderName::Event).and_then(|v| Event::parse(v));
         if !event.as_ref().is_some_and(|e| e.is("presence")) {
-            self.respond(conn, remote, msg, 489, "Bad Event", &[("Allow-Events", b"presence")]);
+            self.respond(
+                conn,
+                remote,
+                msg,
+                489,
+                "Bad Event",
+                &[("Allow-Events", b"presence")],
+            );
             return;
         }
         let expires = match msg.header(&HeaderName::Expires) {
@@ -116,14 +126,31 @@ impl Server {
             },
         };
         let publisher = info.from.uri.aor_key();
-        let if_match = msg.header(&HeaderName::SipIfMatch).map(|v| String::from_utf8_lossy(v).trim().to_owned());
+        let if_match = msg
+            .header(&HeaderName::SipIfMatch)
+            .map(|v| String::from_utf8_lossy(v).trim().to_owned());
         let existing = match &if_match {
             None => None,
             Some(etag) => match self.publications.by_etag.get(etag.as_str()) {
-                Some(id) if self.publications.by_id.get(id).is_some_and(|p| p.presentity == publisher) => Some(*id),
+                Some(id)
+                    if self
+                        .publications
+                        .by_id
+                        .get(id)
+                        .is_some_and(|p| p.presentity == publisher) =>
+                {
+                    Some(*id)
+                }
                 _ => {
                     let w = warning("Unknown or expired SIP-If-Match entity-tag");
-                    self.respond(conn, remote, msg, 412, "Conditional Request Failed", &[("Warning", &w)]);
+                    self.respond(
+                        conn,
+                        remote,
+                        msg,
+                        412,
+                        "Conditional Request Failed",
+                        &[("Warning", &w)],
+                    );
                     return;
                 }
             },
@@ -132,9 +159,18 @@ impl Server {
         let doc = if msg.body.is_empty() && existing.is_some() {
             None
         } else {
-            let ct = msg.header(&HeaderName::ContentType).and_then(|v| ContentType::parse(v));
+            let ct = msg
+                .header(&HeaderName::ContentType)
+                .and_then(|v| ContentType::parse(v));
             if !ct.is_some_and(|c| c.is("application/pidf+xml")) {
-                self.respond(conn, remote, msg, 415, "Unsupported Media Type", &[("Accept", b"application/pidf+xml")]);
+                self.respond(
+                    conn,
+                    remote,
+                    msg,
+                    415,
+                    "Unsupported Media Type",
+                    &[("Accept", b"application/pidf+xml")],
+                );
                 return;
             }
             if msg.body.is_empty() {
@@ -142,8 +178,18 @@ impl Server {
                 self.respond(conn, remote, msg, 400, "Bad Request", &[("Warning", &w)]);
                 return;
             }
-            if msg.header(&HeaderName::ContentEncoding).is_some_and(|v| !v.trim_ascii().is_empty()) {
-                self.respond(conn, remote, msg, 415, "Unsupported Media Type", &[("Accept-Encoding", b"identity")]);
+            if msg
+                .header(&HeaderName::ContentEncoding)
+                .is_some_and(|v| !v.trim_ascii().is_empty())
+            {
+                self.respond(
+                    conn,
+                    remote,
+                    msg,
+                    415,
+                    "Unsupported Media Type",
+                    &[("Accept-Encoding", b"identity")],
+                );
                 return;
             }
             let doc = match pidf::parse(&msg.body) {
@@ -227,10 +273,24 @@ impl Server {
         }
     }
 
-    fn respond_published(&mut self, conn: ConnId, remote: SocketAddr, msg: &Message, etag: &str, expires: u32) {
+    fn respond_published(
+        &mut self,
+        conn: ConnId,
+        remote: SocketAddr,
+        msg: &Message,
+        etag: &str,
+        expires: u32,
+    ) {
         let mut buf = itoa::Buffer::new();
         let exp = buf.format(expires).as_bytes().to_vec();
-        self.respond(conn, remote, msg, 200, "OK", &[("SIP-ETag", etag.as_bytes()), ("Expires", &exp)]);
+        self.respond(
+            conn,
+            remote,
+            msg,
+            200,
+            "OK",
+            &[("SIP-ETag", etag.as_bytes()), ("Expires", &exp)],
+        );
     }
 
     fn new_etag(&mut self) -> String {
@@ -244,7 +304,9 @@ impl Server {
 
     /// Removes a publication and tells the watchers.
     fn remove_publication(&mut self, now: Instant, id: PubId) {
-        let Some(p) = self.publications.remove(id) else { return };
+        let Some(p) = self.publications.remove(id) else {
+            return;
+        };
         if let Some(pres) = self.presentities.get_mut(&p.presentity) {
             pres.publications.retain(|x| *x != id);
         }
@@ -253,7 +315,12 @@ impl Server {
     }
 
     pub(crate) fn publication_timer(&mut self, now: Instant, id: PubId) {
-        if self.publications.by_id.get(&id).is_some_and(|p| p.expires_at <= now) {
+        if self
+            .publications
+            .by_id
+            .get(&id)
+            .is_some_and(|p| p.expires_at <= now)
+        {
             debug!(?id, "publication expired");
             self.remove_publication(now, id);
         }

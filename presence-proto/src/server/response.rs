@@ -15,9 +15,15 @@ pub(crate) struct RequestInfo {
 
 /// Whether a response can be built at all: every header a response copies is present.
 pub(crate) fn can_answer(msg: &Message) -> bool {
-    [HeaderName::Via, HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq]
-        .iter()
-        .all(|h| msg.header(h).is_some())
+    [
+        HeaderName::Via,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+    ]
+    .iter()
+    .all(|h| msg.header(h).is_some())
 }
 
 /// Decodes Call-ID, CSeq, From and To; the error is the reason for a 400.
@@ -28,16 +34,30 @@ pub(crate) fn request_info(msg: &Message) -> Result<RequestInfo, &'static str> {
         .filter(|v| !v.is_empty() && !v.bytes().any(|c| c.is_ascii_whitespace()))
         .ok_or("Bad Call-ID")?
         .to_owned();
-    let cseq = msg.header(&HeaderName::CSeq).and_then(|v| CSeq::parse(v)).ok_or("Bad CSeq")?;
+    let cseq = msg
+        .header(&HeaderName::CSeq)
+        .and_then(|v| CSeq::parse(v))
+        .ok_or("Bad CSeq")?;
     if msg.method() != Some(&cseq.method) {
         return Err("CSeq method does not match the request");
     }
-    let from = msg.header(&HeaderName::From).and_then(|v| NameAddr::parse(v)).ok_or("Bad From")?;
-    let to = msg.header(&HeaderName::To).and_then(|v| NameAddr::parse(v)).ok_or("Bad To")?;
+    let from = msg
+        .header(&HeaderName::From)
+        .and_then(|v| NameAddr::parse(v))
+        .ok_or("Bad From")?;
+    let to = msg
+        .header(&HeaderName::To)
+        .and_then(|v| NameAddr::parse(v))
+        .ok_or("Bad To")?;
     if msg.headers_named(&HeaderName::Via).next().is_none() {
         return Err("Missing Via");
     }
-    Ok(RequestInfo { call_id, cseq, from, to })
+    Ok(RequestInfo {
+        call_id,
+        cseq,
+        from,
+        to,
+    })
 }
 
 /// Writes a response to `msg` into `out`: status line; the Vias (the top one completed with
@@ -121,7 +141,9 @@ fn write_top_via(out: &mut Vec<u8>, raw: &[u8], remote: SocketAddr) {
         });
         top.params.0.push(("received".to_owned(), Some(ip)));
         if wants_rport {
-            top.params.0.push(("rport".to_owned(), Some(remote.port().to_string())));
+            top.params
+                .0
+                .push(("rport".to_owned(), Some(remote.port().to_string())));
         }
     }
     for (i, via) in vias.iter().enumerate() {

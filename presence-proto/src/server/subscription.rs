@@ -68,7 +68,13 @@ impl Subscriptions {
             })
             .unwrap_or_else(|| "127.0.0.1".to_owned());
         let via_prefix = format!("Via: SIP/2.0/TCP {sent_by};branch={branch_prefix}").into_bytes();
-        Subscriptions { next: 0, map: HashMap::new(), dialogs: HashMap::new(), branch_prefix, via_prefix }
+        Subscriptions {
+            next: 0,
+            map: HashMap::new(),
+            dialogs: HashMap::new(),
+            branch_prefix,
+            via_prefix,
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -81,7 +87,10 @@ impl Subscriptions {
 enum Notify {
     Active,
     /// Terminated, with an optional reason, and whether the current state is attached.
-    Terminated { reason: Option<&'static str>, body: bool },
+    Terminated {
+        reason: Option<&'static str>,
+        body: bool,
+    },
 }
 
 /// Where requests for `uri` go: its `maddr` or host, its port or 5060.
@@ -90,11 +99,19 @@ fn hop(uri: &Uri) -> Target {
         Some(Some(m)) => m.to_owned(),
         _ => uri.host.clone(),
     };
-    Target { host, port: uri.port.unwrap_or(5060) }
+    Target {
+        host,
+        port: uri.port.unwrap_or(5060),
+    }
 }
 
 fn target_addr(t: &Target) -> Option<SocketAddr> {
-    let ip = t.host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().ok()?;
+    let ip = t
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .ok()?;
     Some(SocketAddr::new(ip, t.port))
 }
 
@@ -121,7 +138,14 @@ impl Server {
         };
         let event = Event::parse(event_raw);
         let Some(event) = event.filter(|e| e.is("presence")) else {
-            self.respond(conn, remote, msg, 489, "Bad Event", &[("Allow-Events", b"presence")]);
+            self.respond(
+                conn,
+                remote,
+                msg,
+                489,
+                "Bad Event",
+                &[("Allow-Events", b"presence")],
+            );
             return;
         };
         let expires = match msg.header(&HeaderName::Expires) {
@@ -137,7 +161,10 @@ impl Server {
         }
         .min(self.config.max_expires);
         let bypass = self.bypasses(msg);
-        let contact = match msg.header(&HeaderName::Contact).and_then(|v| NameAddr::parse_list(v)) {
+        let contact = match msg
+            .header(&HeaderName::Contact)
+            .and_then(|v| NameAddr::parse_list(v))
+        {
             Some(list) if !list.is_empty() => Some(list.into_iter().next().map(|c| c.uri)),
             _ => None,
         }
@@ -147,13 +174,24 @@ impl Server {
             let key = (info.call_id.clone(), to_tag.to_owned());
             let id = match self.subscriptions.dialogs.get(&key) {
                 Some(id)
-                    if self.subscriptions.map.get(id).is_some_and(|s| Some(s.remote_tag.as_str()) == info.from.tag()) =>
+                    if self
+                        .subscriptions
+                        .map
+                        .get(id)
+                        .is_some_and(|s| Some(s.remote_tag.as_str()) == info.from.tag()) =>
                 {
                     *id
                 }
                 _ => {
                     let w = warning("No such subscription");
-                    self.respond(conn, remote, msg, 481, "Subscription Does Not Exist", &[("Warning", &w)]);
+                    self.respond(
+                        conn,
+                        remote,
+                        msg,
+                        481,
+                        "Subscription Does Not Exist",
+                        &[("Warning", &w)],
+                    );
                     return;
                 }
             };
@@ -165,7 +203,14 @@ impl Server {
             if stale {
                 // RFC 3261 §12.2.2: a lower CSeq within a dialog is out of order.
                 let w = warning("CSeq out of order");
-                self.respond(conn, remote, msg, 500, "Server Internal Error", &[("Warning", &w)]);
+                self.respond(
+                    conn,
+                    remote,
+                    msg,
+                    500,
+                    "Server Internal Error",
+                    &[("Warning", &w)],
+                );
                 return;
             }
             self.refresh_subscription(now, conn, remote, msg, id, expires, bypass, contact);
@@ -174,7 +219,14 @@ impl Server {
 
         let Some(presentity_uri) = msg.request_uri() else {
             let w = warning("Request-URI is not a SIP URI");
-            self.respond(conn, remote, msg, 416, "Unsupported URI Scheme", &[("Warning", &w)]);
+            self.respond(
+                conn,
+                remote,
+                msg,
+                416,
+                "Unsupported URI Scheme",
+                &[("Warning", &w)],
+            );
             return;
         };
         let Some(contact) = contact else {
@@ -193,8 +245,10 @@ impl Server {
                 }
             }
         }
-        let via_count: usize =
-            msg.headers_named(&HeaderName::Via).map(|v| Via::parse_list(v).map_or(1, |l| l.len())).sum();
+        let via_count: usize = msg
+            .headers_named(&HeaderName::Via)
+            .map(|v| Via::parse_list(v).map_or(1, |l| l.len()))
+            .sum();
 
         let local_tag = self.rng.token(10);
         let presentity = presentity_uri.aor_key();
@@ -206,15 +260,28 @@ impl Server {
         let (request_uri, next_hop, route_lines) = match routes.first() {
             None => (contact_bytes, hop(&contact), Vec::new()),
             Some(first) if first.uri.param("lr").is_some() => {
-                let lines = routes.iter().map(|r| { let mut b = Vec::new(); r.write_to(&mut b); b }).collect();
+                let lines = routes
+                    .iter()
+                    .map(|r| {
+                        let mut b = Vec::new();
+                        r.write_to(&mut b);
+                        b
+                    })
+                    .collect();
                 (contact_bytes, hop(&first.uri), lines)
             }
             Some(first) => {
                 // Strict router: it becomes the Request-URI, the remote target goes last.
                 let mut ru = Vec::new();
                 first.uri.write_to(&mut ru);
-                let mut lines: Vec<Vec<u8>> =
-                    routes[1..].iter().map(|r| { let mut b = Vec::new(); r.write_to(&mut b); b }).collect();
+                let mut lines: Vec<Vec<u8>> = routes[1..]
+                    .iter()
+                    .map(|r| {
+                        let mut b = Vec::new();
+                        r.write_to(&mut b);
+                        b
+                    })
+                    .collect();
                 let mut last = b"<".to_vec();
                 last.extend_from_slice(&contact_bytes);
                 last.push(b'>');
@@ -243,7 +310,11 @@ impl Server {
         fixed.extend_from_slice(b"Contact: <");
         fixed.extend_from_slice(self.config.contact.as_bytes());
         fixed.extend_from_slice(b">\r\n");
-        fixed.extend_from_slice(if self.config.support_legacy_client { b"Event: Presence" } else { b"Event: presence" });
+        fixed.extend_from_slice(if self.config.support_legacy_client {
+            b"Event: Presence"
+        } else {
+            b"Event: presence"
+        });
         if let Some(id) = event.id() {
             fixed.extend_from_slice(b";id=");
             fixed.extend_from_slice(id.as_bytes());
@@ -283,25 +354,40 @@ impl Server {
             s.extended = extended;
         }
         if registered {
-            self.subscriptions.dialogs.insert((info.call_id.clone(), local_tag.clone()), id);
+            self.subscriptions
+                .dialogs
+                .insert((info.call_id.clone(), local_tag.clone()), id);
             if let Some(p) = self.presentities.get_mut(&presentity) {
                 p.watchers.push(id);
             }
             if self.presentities.add_watch(&watcher, &presentity) {
                 self.reevaluate_access(now, &watcher, &presentity);
             }
-            self.timers.arm(now + Duration::from_secs(u64::from(expires)), Timer::SubscriptionExpiry(id));
+            self.timers.arm(
+                now + Duration::from_secs(u64::from(expires)),
+                Timer::SubscriptionExpiry(id),
+            );
             info!(%watcher, %presentity, expires, "subscription created");
         }
 
         let exp = itoa::Buffer::new().format(expires).as_bytes().to_vec();
         let contact_hdr = format!("<{}>", self.config.contact).into_bytes();
-        let rr: Vec<Bytes> = msg.headers_named(&HeaderName::RecordRoute).cloned().collect();
+        let rr: Vec<Bytes> = msg
+            .headers_named(&HeaderName::RecordRoute)
+            .cloned()
+            .collect();
         let mut extra: Vec<(&str, &[u8])> = vec![("Expires", &exp), ("Contact", &contact_hdr)];
         extra.extend(rr.iter().map(|v| ("Record-Route", v.as_ref())));
         self.respond_tagged(conn, remote, msg, 200, "OK", &local_tag, &extra);
         if fetch {
-            self.send_notify(now, id, Notify::Terminated { reason: Some("timeout"), body: true });
+            self.send_notify(
+                now,
+                id,
+                Notify::Terminated {
+                    reason: Some("timeout"),
+                    body: true,
+                },
+            );
         } else {
             self.send_notify(now, id, Notify::Active);
         }
@@ -319,7 +405,9 @@ impl Server {
         bypass: bool,
         contact: Option<Uri>,
     ) {
-        let Some(sub) = self.subscriptions.map.get_mut(&id) else { return };
+        let Some(sub) = self.subscriptions.map.get_mut(&id) else {
+            return;
+        };
         let local_tag = sub.local_tag.clone();
         sub.bypass = bypass;
         if let Some(target) = contact {
@@ -341,16 +429,34 @@ impl Server {
         }
         let exp = itoa::Buffer::new().format(expires).as_bytes().to_vec();
         let contact_hdr = format!("<{}>", self.config.contact).into_bytes();
-        self.respond_tagged(conn, remote, msg, 200, "OK", &local_tag, &[("Expires", &exp), ("Contact", &contact_hdr)]);
+        self.respond_tagged(
+            conn,
+            remote,
+            msg,
+            200,
+            "OK",
+            &local_tag,
+            &[("Expires", &exp), ("Contact", &contact_hdr)],
+        );
         if expires == 0 {
             debug!(?id, "unsubscribed");
-            self.send_notify(now, id, Notify::Terminated { reason: None, body: true });
+            self.send_notify(
+                now,
+                id,
+                Notify::Terminated {
+                    reason: None,
+                    body: true,
+                },
+            );
             return;
         }
         if let Some(sub) = self.subscriptions.map.get_mut(&id) {
             sub.expires_at = now + Duration::from_secs(u64::from(expires));
         }
-        self.timers.arm(now + Duration::from_secs(u64::from(expires)), Timer::SubscriptionExpiry(id));
+        self.timers.arm(
+            now + Duration::from_secs(u64::from(expires)),
+            Timer::SubscriptionExpiry(id),
+        );
         let extended = self.is_extended(id);
         if let Some(sub) = self.subscriptions.map.get_mut(&id) {
             sub.extended = extended;
@@ -359,8 +465,17 @@ impl Server {
     }
 
     fn bypasses(&self, msg: &Message) -> bool {
-        let Some(cond) = self.config.bypass_condition.as_deref().filter(|c| !c.is_empty()) else { return false };
-        let Some(ua) = msg.header(&HeaderName::UserAgent) else { return false };
+        let Some(cond) = self
+            .config
+            .bypass_condition
+            .as_deref()
+            .filter(|c| !c.is_empty())
+        else {
+            return false;
+        };
+        let Some(ua) = msg.header(&HeaderName::UserAgent) else {
+            return false;
+        };
         let ua = String::from_utf8_lossy(ua).to_ascii_lowercase();
         ua.contains(&cond.to_ascii_lowercase())
     }
@@ -368,19 +483,30 @@ impl Server {
     /// Whether the watcher of `id` may see published state: it watches itself, bypasses the rule,
     /// or the presentity watches it back.
     fn is_extended(&self, id: SubId) -> bool {
-        let Some(s) = self.subscriptions.map.get(&id) else { return false };
-        s.bypass || s.watcher == s.presentity || self.presentities.watches(&s.presentity, &s.watcher)
+        let Some(s) = self.subscriptions.map.get(&id) else {
+            return false;
+        };
+        s.bypass
+            || s.watcher == s.presentity
+            || self.presentities.watches(&s.presentity, &s.watcher)
     }
 
     /// `watcher` started or stopped watching `presentity`: the subscriptions of `presentity` to
     /// `watcher` may have gained or lost access; tell those whose access changed.
     fn reevaluate_access(&mut self, now: Instant, watcher: &str, presentity: &str) {
-        let Some(p) = self.presentities.get(watcher) else { return };
+        let Some(p) = self.presentities.get(watcher) else {
+            return;
+        };
         let candidates: Vec<SubId> = p
             .watchers
             .iter()
             .copied()
-            .filter(|id| self.subscriptions.map.get(id).is_some_and(|s| s.watcher == presentity))
+            .filter(|id| {
+                self.subscriptions
+                    .map
+                    .get(id)
+                    .is_some_and(|s| s.watcher == presentity)
+            })
             .collect();
         for id in candidates {
             let extended = self.is_extended(id);
@@ -392,7 +518,10 @@ impl Server {
                 _ => false,
             };
             if changed {
-                debug!(?id, extended, "access level changed (mutual-subscription rule)");
+                debug!(
+                    ?id,
+                    extended, "access level changed (mutual-subscription rule)"
+                );
                 self.send_notify(now, id, Notify::Active);
             }
         }
@@ -401,7 +530,9 @@ impl Server {
     /// Published state of `presentity` changed: every watcher with access gets a NOTIFY.
     pub(crate) fn presentity_changed(&mut self, now: Instant, presentity: &str) {
         self.presentities.invalidate(presentity);
-        let Some(p) = self.presentities.get(presentity) else { return };
+        let Some(p) = self.presentities.get(presentity) else {
+            return;
+        };
         let watchers: Vec<SubId> = p.watchers.clone();
         for id in watchers {
             if self.subscriptions.map.get(&id).is_some_and(|s| s.extended) {
@@ -428,19 +559,28 @@ impl Server {
 
     /// Builds and queues one NOTIFY; a terminating one also ends the subscription.
     fn send_notify(&mut self, now: Instant, id: SubId, kind: Notify) {
-        let Some(conn) = self.notify_conn(id) else { return };
-        let Some(sub) = self.subscriptions.map.get(&id) else { return };
+        let Some(conn) = self.notify_conn(id) else {
+            return;
+        };
+        let Some(sub) = self.subscriptions.map.get(&id) else {
+            return;
+        };
         let with_body = match kind {
             Notify::Active => true,
             Notify::Terminated { body, .. } => body,
         };
         let body = if with_body {
             let (key, extended) = (sub.presentity.clone(), sub.extended);
-            Some(self.presentities.document(&key, extended, &self.publications))
+            Some(
+                self.presentities
+                    .document(&key, extended, &self.publications),
+            )
         } else {
             None
         };
-        let Some(sub) = self.subscriptions.map.get_mut(&id) else { return };
+        let Some(sub) = self.subscriptions.map.get_mut(&id) else {
+            return;
+        };
         sub.cseq += 1;
         let cseq = sub.cseq;
         let remaining = sub.expires_at.saturating_duration_since(now);
@@ -486,7 +626,8 @@ impl Server {
         match kind {
             Notify::Active => {
                 sub.unacked.push(cseq);
-                self.timers.arm_notify(now + self.config.notify_timeout, id, cseq);
+                self.timers
+                    .arm_notify(now + self.config.notify_timeout, id, cseq);
             }
             Notify::Terminated { .. } => self.remove_subscription(now, id),
         }
@@ -494,19 +635,27 @@ impl Server {
 
     /// A response to one of our NOTIFYs (matched by its branch).
     pub(crate) fn notify_response(&mut self, now: Instant, branch: &str, code: u16) {
-        let Some(rest) = branch.strip_prefix(self.subscriptions.branch_prefix.as_str()) else { return };
+        let Some(rest) = branch.strip_prefix(self.subscriptions.branch_prefix.as_str()) else {
+            return;
+        };
         let mut parts = rest.split('.');
-        let (Some(Ok(sub)), Some(Ok(cseq)), None) =
-            (parts.next().map(str::parse::<u64>), parts.next().map(str::parse::<u32>), parts.next())
-        else {
+        let (Some(Ok(sub)), Some(Ok(cseq)), None) = (
+            parts.next().map(str::parse::<u64>),
+            parts.next().map(str::parse::<u32>),
+            parts.next(),
+        ) else {
             return;
         };
         if code < 200 {
             return;
         }
         let id = SubId(sub);
-        let Some(s) = self.subscriptions.map.get_mut(&id) else { return };
-        let Some(pos) = s.unacked.iter().position(|c| *c == cseq) else { return };
+        let Some(s) = self.subscriptions.map.get_mut(&id) else {
+            return;
+        };
+        let Some(pos) = s.unacked.iter().position(|c| *c == cseq) else {
+            return;
+        };
         s.unacked.swap_remove(pos);
         match code {
             200..=299 => {}
@@ -521,7 +670,12 @@ impl Server {
 
     /// A NOTIFY got no final response in time: the watcher is gone (RFC 6665 §4.2.2).
     pub(crate) fn notify_timeout(&mut self, now: Instant, id: SubId, cseq: u32) {
-        if self.subscriptions.map.get(&id).is_some_and(|s| s.unacked.contains(&cseq)) {
+        if self
+            .subscriptions
+            .map
+            .get(&id)
+            .is_some_and(|s| s.unacked.contains(&cseq))
+        {
             info!(?id, "NOTIFY timed out: subscription ended");
             self.stats.notify_failures += 1;
             self.remove_subscription(now, id);
@@ -529,9 +683,21 @@ impl Server {
     }
 
     pub(crate) fn subscription_timer(&mut self, now: Instant, id: SubId) {
-        if self.subscriptions.map.get(&id).is_some_and(|s| s.expires_at <= now) {
+        if self
+            .subscriptions
+            .map
+            .get(&id)
+            .is_some_and(|s| s.expires_at <= now)
+        {
             debug!(?id, "subscription expired");
-            self.send_notify(now, id, Notify::Terminated { reason: Some("timeout"), body: false });
+            self.send_notify(
+                now,
+                id,
+                Notify::Terminated {
+                    reason: Some("timeout"),
+                    body: false,
+                },
+            );
         }
     }
 
@@ -549,7 +715,10 @@ impl Server {
         }
         lost.sort_unstable();
         for id in lost {
-            info!(?id, "connection lost with NOTIFYs in flight: subscription ended");
+            info!(
+                ?id,
+                "connection lost with NOTIFYs in flight: subscription ended"
+            );
             self.stats.notify_failures += 1;
             self.remove_subscription(now, id);
         }
@@ -557,7 +726,9 @@ impl Server {
 
     /// Forgets a subscription and updates who-watches-whom.
     fn remove_subscription(&mut self, now: Instant, id: SubId) {
-        let Some(s) = self.subscriptions.map.remove(&id) else { return };
+        let Some(s) = self.subscriptions.map.remove(&id) else {
+            return;
+        };
         if !s.registered {
             self.presentities.remove_if_unused(&s.presentity);
             return;
