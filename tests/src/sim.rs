@@ -43,7 +43,13 @@ impl Sim {
 
     pub fn with_seed(config: Config, seed: u64) -> Sim {
         let start = Instant::now();
-        Sim { server: Server::new(config, start, seed), now: start, start, conns: BTreeMap::new(), next_port: 40000 }
+        Sim {
+            server: Server::new(config, start, seed),
+            now: start,
+            start,
+            conns: BTreeMap::new(),
+            next_port: 40000,
+        }
     }
 
     /// Opens a client connection from a fresh loopback port.
@@ -94,12 +100,18 @@ impl Sim {
 
     /// Takes every message the server sent on `conn`.
     pub fn recv_all(&mut self, conn: ConnId) -> Vec<Message> {
-        self.conns.get_mut(&conn).map(|c| c.inbox.drain(..).collect()).unwrap_or_default()
+        self.conns
+            .get_mut(&conn)
+            .map(|c| c.inbox.drain(..).collect())
+            .unwrap_or_default()
     }
 
     /// Connections the server opened, with their targets.
     pub fn outbound(&self) -> Vec<(ConnId, Target)> {
-        self.conns.iter().filter_map(|(id, c)| c.target.clone().map(|t| (*id, t))).collect()
+        self.conns
+            .iter()
+            .filter_map(|(id, c)| c.target.clone().map(|t| (*id, t)))
+            .collect()
     }
 
     pub fn conn(&self, conn: ConnId) -> &SimConn {
@@ -114,12 +126,16 @@ impl Sim {
                     self.conns.insert(conn, new_conn(None, Some(target)));
                 }
                 Action::Send { conn, data } => {
-                    let c = self.conns.get_mut(&conn).expect("Send on a connection the simulator does not know");
+                    let c = self
+                        .conns
+                        .get_mut(&conn)
+                        .expect("Send on a connection the simulator does not know");
                     assert!(!c.closed_by_server, "Send after Close on {conn:?}");
                     c.writes += 1;
                     c.raw.extend_from_slice(&data);
                     c.framer.push(&data);
-                    while let Some(raw) = c.framer.next_message().expect("server output must frame") {
+                    while let Some(raw) = c.framer.next_message().expect("server output must frame")
+                    {
                         let msg = Message::parse(raw, 1000).expect("server output must parse");
                         c.inbox.push_back(msg);
                     }
@@ -148,7 +164,8 @@ fn new_conn(remote: Option<SocketAddr>, target: Option<Target>) -> SimConn {
 
 /// Header value as a string (first occurrence).
 pub fn header(msg: &Message, name: HeaderName) -> Option<String> {
-    msg.header(&name).map(|v| String::from_utf8_lossy(v).into_owned())
+    msg.header(&name)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 pub fn body(msg: &Message) -> String {
@@ -178,7 +195,13 @@ pub struct Dialog {
 impl Ua {
     pub fn new(sim: &mut Sim, user: &str) -> Ua {
         let conn = sim.connect();
-        Ua { user: user.to_owned(), domain: "example.org".to_owned(), conn, user_agent: "sim-ua/1.0".to_owned(), seq: 0 }
+        Ua {
+            user: user.to_owned(),
+            domain: "example.org".to_owned(),
+            conn,
+            user_agent: "sim-ua/1.0".to_owned(),
+            seq: 0,
+        }
     }
 
     pub fn uri(&self) -> String {
@@ -206,7 +229,12 @@ impl Ua {
     }
 
     /// A PUBLISH request. `etag` adds SIP-If-Match; `body` None sends no body (refresh/remove).
-    pub fn publish_msg(&mut self, body: Option<&str>, expires: Option<u32>, etag: Option<&str>) -> String {
+    pub fn publish_msg(
+        &mut self,
+        body: Option<&str>,
+        expires: Option<u32>,
+        etag: Option<&str>,
+    ) -> String {
         let n = self.next();
         let mut m = format!(
             "PUBLISH {uri} SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKpub{n}{user};rport\r\nFrom: <{uri}>;tag=pf{n}\r\nTo: <{uri}>\r\nCall-ID: pub-{user}-{n}\r\nCSeq: {n} PUBLISH\r\nMax-Forwards: 70\r\nEvent: presence\r\n",
@@ -228,14 +256,25 @@ impl Ua {
     }
 
     /// Publishes and returns the response.
-    pub fn publish(&mut self, sim: &mut Sim, body: Option<&str>, expires: Option<u32>, etag: Option<&str>) -> Message {
+    pub fn publish(
+        &mut self,
+        sim: &mut Sim,
+        body: Option<&str>,
+        expires: Option<u32>,
+        etag: Option<&str>,
+    ) -> Message {
         let m = self.publish_msg(body, expires, etag);
         sim.send(self.conn, m);
         self.expect_response(sim)
     }
 
     /// An initial SUBSCRIBE to `target` (a URI), with the given expiry and extra header lines.
-    pub fn subscribe_msg(&mut self, target: &str, expires: Option<u32>, extra: &str) -> (String, Dialog) {
+    pub fn subscribe_msg(
+        &mut self,
+        target: &str,
+        expires: Option<u32>,
+        extra: &str,
+    ) -> (String, Dialog) {
         let n = self.next();
         let d = Dialog {
             call_id: format!("sub-{}-{n}", self.user),
@@ -244,7 +283,9 @@ impl Ua {
             target: target.to_owned(),
             cseq: 1,
         };
-        let exp = expires.map(|e| format!("Expires: {e}\r\n")).unwrap_or_default();
+        let exp = expires
+            .map(|e| format!("Expires: {e}\r\n"))
+            .unwrap_or_default();
         let m = format!(
             "SUBSCRIBE {target} SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKsub{n}{user};rport\r\nFrom: <{uri}>;tag={ft}\r\nTo: <{target}>\r\nCall-ID: {cid}\r\nCSeq: 1 SUBSCRIBE\r\nMax-Forwards: 70\r\nContact: <sip:{user}@127.0.0.1:5060;transport=tcp>\r\nEvent: presence\r\n{exp}User-Agent: {ua}\r\nAccept: application/pidf+xml\r\n{extra}Content-Length: 0\r\n\r\n",
             uri = self.uri(),
@@ -257,7 +298,12 @@ impl Ua {
     }
 
     /// Subscribes; returns the 200's dialog (with the server's tag) and the response.
-    pub fn subscribe(&mut self, sim: &mut Sim, target: &str, expires: Option<u32>) -> (Dialog, Message) {
+    pub fn subscribe(
+        &mut self,
+        sim: &mut Sim,
+        target: &str,
+        expires: Option<u32>,
+    ) -> (Dialog, Message) {
         let (m, mut d) = self.subscribe_msg(target, expires, "");
         sim.send(self.conn, m);
         let resp = self.expect_response(sim);
@@ -295,7 +341,9 @@ impl Ua {
 
     /// Takes the next message on the UA's connection, which must be a response.
     pub fn expect_response(&self, sim: &mut Sim) -> Message {
-        let m = sim.recv(self.conn).expect("expected a response, got nothing");
+        let m = sim
+            .recv(self.conn)
+            .expect("expected a response, got nothing");
         assert!(!m.is_request(), "expected a response, got {:?}", m.start);
         m
     }
@@ -303,7 +351,12 @@ impl Ua {
     /// Takes the next NOTIFY on the UA's connection and answers it with `code`.
     pub fn expect_notify(&self, sim: &mut Sim, code: u16) -> Message {
         let m = sim.recv(self.conn).expect("expected a NOTIFY, got nothing");
-        assert_eq!(m.method().map(|m| m.as_str().to_owned()).as_deref(), Some("NOTIFY"), "got {:?}", m.start);
+        assert_eq!(
+            m.method().map(|m| m.as_str().to_owned()).as_deref(),
+            Some("NOTIFY"),
+            "got {:?}",
+            m.start
+        );
         let resp = answer(&m, code);
         sim.send(self.conn, resp);
         m
@@ -314,7 +367,14 @@ impl Ua {
 pub fn answer(req: &Message, code: u16) -> Bytes {
     let mut out = format!("SIP/2.0 {code} Whatever\r\n").into_bytes();
     for h in &req.headers {
-        if matches!(h.name, HeaderName::Via | HeaderName::From | HeaderName::To | HeaderName::CallId | HeaderName::CSeq) {
+        if matches!(
+            h.name,
+            HeaderName::Via
+                | HeaderName::From
+                | HeaderName::To
+                | HeaderName::CallId
+                | HeaderName::CSeq
+        ) {
             out.extend_from_slice(h.name.as_str().as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(&h.value);

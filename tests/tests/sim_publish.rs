@@ -54,7 +54,11 @@ fn refresh_and_modify_issue_fresh_etags_and_old_ones_fail() {
     assert_ne!(e2, e3);
     for stale in [&e1, &e2] {
         let r = alice.publish(&mut sim, None, Some(60), Some(stale));
-        assert_eq!(r.status(), Some(412), "superseded ETag {stale} must get 412");
+        assert_eq!(
+            r.status(),
+            Some(412),
+            "superseded ETag {stale} must get 412"
+        );
     }
     let r = alice.publish(&mut sim, None, Some(60), Some("nonexistent"));
     assert_eq!(r.status(), Some(412));
@@ -71,7 +75,11 @@ fn refresh_keeps_publication_alive_past_first_expiry() {
     let r = alice.publish(&mut sim, None, Some(60), Some(&e1));
     assert_eq!(r.status(), Some(200));
     sim.advance(Duration::from_secs(50));
-    assert_eq!(sim.server.stats().publications, 1, "refreshed at t=50 for 60 s: alive at t=100");
+    assert_eq!(
+        sim.server.stats().publications,
+        1,
+        "refreshed at t=50 for 60 s: alive at t=100"
+    );
     sim.advance(Duration::from_secs(11));
     assert_eq!(sim.server.stats().publications, 0, "expired at t=110");
 }
@@ -84,13 +92,21 @@ fn watchers_see_publish_modify_remove_and_expiry() {
     let r = alice.publish(&mut sim, Some(&doc), Some(100), None);
     let etag = header(&r, HeaderName::SipEtag).unwrap();
     let n = bob.expect_notify(&mut sim, 200);
-    assert!(body(&n).contains("first") && body(&n).contains("away"), "{}", body(&n));
+    assert!(
+        body(&n).contains("first") && body(&n).contains("away"),
+        "{}",
+        body(&n)
+    );
 
     let doc = alice.pidf("t1", "second", None);
     let r = alice.publish(&mut sim, Some(&doc), Some(100), Some(&etag));
     let etag = header(&r, HeaderName::SipEtag).unwrap();
     let n = bob.expect_notify(&mut sim, 200);
-    assert!(body(&n).contains("second") && !body(&n).contains("first"), "{}", body(&n));
+    assert!(
+        body(&n).contains("second") && !body(&n).contains("first"),
+        "{}",
+        body(&n)
+    );
 
     // Refresh: a NOTIFY follows (liblinphone relies on it), same content.
     let r = alice.publish(&mut sim, None, Some(100), Some(&etag));
@@ -101,7 +117,10 @@ fn watchers_see_publish_modify_remove_and_expiry() {
     // Removal.
     let r = alice.publish(&mut sim, None, Some(0), Some(&etag));
     assert_eq!(r.status(), Some(200));
-    assert!(header(&r, HeaderName::SipEtag).is_none(), "no SIP-ETag when expires is 0");
+    assert!(
+        header(&r, HeaderName::SipEtag).is_none(),
+        "no SIP-ETag when expires is 0"
+    );
     let n = bob.expect_notify(&mut sim, 200);
     assert!(!body(&n).contains("<tuple"), "{}", body(&n));
     assert!(body(&n).contains("No presence information available yet"));
@@ -134,7 +153,10 @@ fn event_header_is_checked() {
         let r = alice.expect_response(&mut sim);
         assert_eq!(r.status(), Some(code), "with {to:?}");
         if code == 489 {
-            assert_eq!(header(&r, HeaderName::AllowEvents).as_deref(), Some("presence"));
+            assert_eq!(
+                header(&r, HeaderName::AllowEvents).as_deref(),
+                Some("presence")
+            );
         }
     }
 }
@@ -144,14 +166,20 @@ fn bad_bodies_are_refused_with_reasons() {
     let (mut sim, mut alice, _) = setup();
     let doc = alice.pidf("t1", "x", None);
     // No Content-Type / another type: 415 with Accept.
-    let m = alice.publish_msg(Some(&doc), Some(60), None).replace("Content-Type: application/pidf+xml\r\n", "");
+    let m = alice
+        .publish_msg(Some(&doc), Some(60), None)
+        .replace("Content-Type: application/pidf+xml\r\n", "");
     sim.send(alice.conn, m);
     let r = alice.expect_response(&mut sim);
     assert_eq!(r.status(), Some(415));
-    assert_eq!(header(&r, HeaderName::Accept).as_deref(), Some("application/pidf+xml"));
-    let m = alice
-        .publish_msg(Some(&doc), Some(60), None)
-        .replace("Content-Type: application/pidf+xml", "Content-Type: text/plain");
+    assert_eq!(
+        header(&r, HeaderName::Accept).as_deref(),
+        Some("application/pidf+xml")
+    );
+    let m = alice.publish_msg(Some(&doc), Some(60), None).replace(
+        "Content-Type: application/pidf+xml",
+        "Content-Type: text/plain",
+    );
     sim.send(alice.conn, m);
     assert_eq!(alice.expect_response(&mut sim).status(), Some(415));
     // Empty body.
@@ -159,51 +187,94 @@ fn bad_bodies_are_refused_with_reasons() {
     assert_eq!(r.status(), Some(400));
     assert!(header(&r, HeaderName::Warning).unwrap().contains("empty"));
     // Bad XML.
-    let r = alice.publish(&mut sim, Some("<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity="), Some(60), None);
+    let r = alice.publish(
+        &mut sim,
+        Some("<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity="),
+        Some(60),
+        None,
+    );
     assert_eq!(r.status(), Some(400));
-    assert!(header(&r, HeaderName::Warning).unwrap().contains("Cannot parse body"));
+    assert!(
+        header(&r, HeaderName::Warning)
+            .unwrap()
+            .contains("Cannot parse body")
+    );
     // Someone else's entity.
-    let other = doc.replace("entity=\"sip:alice@example.org\"", "entity=\"sip:mallory@example.org\"");
+    let other = doc.replace(
+        "entity=\"sip:alice@example.org\"",
+        "entity=\"sip:mallory@example.org\"",
+    );
     let r = alice.publish(&mut sim, Some(&other), Some(60), None);
     assert_eq!(r.status(), Some(400));
     assert!(header(&r, HeaderName::Warning).unwrap().contains("Entity"));
     assert_eq!(sim.server.stats().publications, 0);
     // Port and parameters are ignored in the entity comparison.
-    let ported = doc.replace("entity=\"sip:alice@example.org\"", "entity=\"sip:alice@EXAMPLE.org:5070;transport=tcp\"");
+    let ported = doc.replace(
+        "entity=\"sip:alice@example.org\"",
+        "entity=\"sip:alice@EXAMPLE.org:5070;transport=tcp\"",
+    );
     let r = alice.publish(&mut sim, Some(&ported), Some(60), None);
     assert_eq!(r.status(), Some(200));
 }
 
 #[test]
 fn oldest_publication_is_dropped_beyond_max_presence_elements() {
-    let config = Config { max_presence_elements: 2, ..Config::default() };
+    let config = Config {
+        max_presence_elements: 2,
+        ..Config::default()
+    };
     let mut sim = Sim::new(config);
     let mut alice = Ua::new(&mut sim, "alice");
     let mut bob = Ua::new(&mut sim, "bob");
     mutual(&mut sim, &mut alice, &mut bob);
     for id in ["dev1", "dev2", "dev3"] {
         let doc = alice.pidf(id, id, None);
-        assert_eq!(alice.publish(&mut sim, Some(&doc), Some(60), None).status(), Some(200));
+        assert_eq!(
+            alice.publish(&mut sim, Some(&doc), Some(60), None).status(),
+            Some(200)
+        );
         bob.expect_notify(&mut sim, 200);
     }
     assert_eq!(sim.server.stats().publications, 2);
-    let r = alice.publish(&mut sim, Some(&alice.pidf("dev4", "dev4", None)), Some(60), None);
+    let r = alice.publish(
+        &mut sim,
+        Some(&alice.pidf("dev4", "dev4", None)),
+        Some(60),
+        None,
+    );
     assert_eq!(r.status(), Some(200));
     let n = bob.expect_notify(&mut sim, 200);
     let b = body(&n);
-    assert!(b.contains("dev3") && b.contains("dev4") && !b.contains("dev2") && !b.contains("dev1"), "{b}");
+    assert!(
+        b.contains("dev3") && b.contains("dev4") && !b.contains("dev2") && !b.contains("dev1"),
+        "{b}"
+    );
 }
 
 #[test]
 fn publications_of_several_devices_are_merged() {
     let (mut sim, mut alice, mut bob) = setup();
     mutual(&mut sim, &mut alice, &mut bob);
-    alice.publish(&mut sim, Some(&alice.pidf("phone", "p", Some("away"))), Some(60), None);
+    alice.publish(
+        &mut sim,
+        Some(&alice.pidf("phone", "p", Some("away"))),
+        Some(60),
+        None,
+    );
     bob.expect_notify(&mut sim, 200);
-    alice.publish(&mut sim, Some(&alice.pidf("desk", "d", Some("on-the-phone"))), Some(60), None);
+    alice.publish(
+        &mut sim,
+        Some(&alice.pidf("desk", "d", Some("on-the-phone"))),
+        Some(60),
+        None,
+    );
     let n = bob.expect_notify(&mut sim, 200);
     let b = body(&n);
     assert!(b.contains("\"phone\"") && b.contains("\"desk\""), "{b}");
-    assert_eq!(b.matches("person").count(), 2, "one person element (open + close tag): {b}");
+    assert_eq!(
+        b.matches("person").count(),
+        2,
+        "one person element (open + close tag): {b}"
+    );
     assert!(b.contains("away") && b.contains("on-the-phone"), "{b}");
 }

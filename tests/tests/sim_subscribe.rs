@@ -8,11 +8,21 @@ use presence_proto::sip::{HeaderName, Message, NameAddr, SubscriptionState};
 use presence_tests::sim::{Sim, Ua, answer, body, header};
 
 fn state(n: &Message) -> SubscriptionState {
-    SubscriptionState::parse(n.header(&HeaderName::SubscriptionState).expect("Subscription-State")).unwrap()
+    SubscriptionState::parse(
+        n.header(&HeaderName::SubscriptionState)
+            .expect("Subscription-State"),
+    )
+    .unwrap()
 }
 
 fn expires_param(n: &Message) -> u32 {
-    state(n).params.get("expires").flatten().unwrap().parse().unwrap()
+    state(n)
+        .params
+        .get("expires")
+        .flatten()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 fn setup() -> (Sim, Ua, Ua) {
@@ -31,11 +41,18 @@ fn subscribe_gets_200_with_expires_and_an_immediate_notify() {
     assert!(!d.to_tag.is_empty(), "the 200 carries our tag");
     assert!(header(&r, HeaderName::Contact).is_some());
     let n = bob.expect_notify(&mut sim, 200);
-    assert_eq!(header(&n, HeaderName::Event).as_deref(), Some("Presence"), "legacy Event by default");
+    assert_eq!(
+        header(&n, HeaderName::Event).as_deref(),
+        Some("Presence"),
+        "legacy Event by default"
+    );
     let st = state(&n);
     assert_eq!(st.state, "active");
     assert_eq!(expires_param(&n), 600);
-    assert_eq!(header(&n, HeaderName::ContentType).as_deref(), Some("application/pidf+xml"));
+    assert_eq!(
+        header(&n, HeaderName::ContentType).as_deref(),
+        Some("application/pidf+xml")
+    );
     assert!(body(&n).contains("No presence information available yet"));
     assert!(body(&n).contains("entity=\"sip:alice@example.org\""));
     // The NOTIFY is in the dialog: From carries our tag, To the subscriber's.
@@ -43,7 +60,10 @@ fn subscribe_gets_200_with_expires_and_an_immediate_notify() {
     let to = NameAddr::parse(n.header(&HeaderName::To).unwrap()).unwrap();
     assert_eq!(from.tag(), Some(d.to_tag.as_str()));
     assert_eq!(to.tag(), Some(d.from_tag.as_str()));
-    assert_eq!(header(&n, HeaderName::CallId).as_deref(), Some(d.call_id.as_str()));
+    assert_eq!(
+        header(&n, HeaderName::CallId).as_deref(),
+        Some(d.call_id.as_str())
+    );
     // Sent to the Contact, over the connection the SUBSCRIBE came on.
     match &n.start {
         presence_proto::sip::StartLine::Request { uri, .. } => {
@@ -56,7 +76,10 @@ fn subscribe_gets_200_with_expires_and_an_immediate_notify() {
 
 #[test]
 fn rfc_mode_sends_lowercase_event() {
-    let mut sim = Sim::new(Config { support_legacy_client: false, ..Config::default() });
+    let mut sim = Sim::new(Config {
+        support_legacy_client: false,
+        ..Config::default()
+    });
     let mut bob = Ua::new(&mut sim, "bob");
     bob.subscribe(&mut sim, "sip:alice@example.org", Some(600));
     let n = bob.expect_notify(&mut sim, 200);
@@ -77,7 +100,11 @@ fn default_expiry_is_3600_and_expiry_terminates_with_timeout() {
     assert_eq!(st.state, "terminated");
     assert_eq!(st.params.get("reason"), Some(Some("timeout")));
     assert_eq!(sim.server.stats().subscriptions, 0);
-    assert_eq!(sim.server.stats().presentities, 0, "nothing left of an unwatched, unpublished presentity");
+    assert_eq!(
+        sim.server.stats().presentities,
+        0,
+        "nothing left of an unwatched, unpublished presentity"
+    );
 }
 
 #[test]
@@ -93,7 +120,10 @@ fn refresh_resets_expiry_to_now_plus_expires() {
     assert_eq!(state(&n).state, "active");
     assert_eq!(expires_param(&n), 100, "now + N, not the old expiry + N");
     sim.advance(Duration::from_secs(99));
-    assert!(sim.recv(bob.conn).is_none(), "the original expiry at t=100 no longer applies");
+    assert!(
+        sim.recv(bob.conn).is_none(),
+        "the original expiry at t=100 no longer applies"
+    );
     sim.advance(Duration::from_secs(1));
     assert_eq!(state(&bob.expect_notify(&mut sim, 200)).state, "terminated");
 }
@@ -126,7 +156,11 @@ fn initial_expires_zero_is_a_fetch() {
     let st = state(&n);
     assert_eq!(st.state, "terminated");
     assert_eq!(st.params.get("reason"), Some(Some("timeout")));
-    assert!(body(&n).contains("fetched"), "a fetch carries the state: {}", body(&n));
+    assert!(
+        body(&n).contains("fetched"),
+        "a fetch carries the state: {}",
+        body(&n)
+    );
     assert_eq!(sim.server.stats().subscriptions, 0);
     // bob fetching alice is not mutual: note only.
     bob.subscribe(&mut sim, "sip:alice@example.org", Some(0));
@@ -151,19 +185,32 @@ fn event_and_method_checks() {
     sim.send(bob.conn, m.replace("Event: presence\r\n", ""));
     let r = bob.expect_response(&mut sim);
     assert_eq!(r.status(), Some(400));
-    assert!(header(&r, HeaderName::Warning).unwrap().contains("No Event package"));
+    assert!(
+        header(&r, HeaderName::Warning)
+            .unwrap()
+            .contains("No Event package")
+    );
     let (m, _) = bob.subscribe_msg("sip:alice@example.org", Some(60), "");
-    sim.send(bob.conn, m.replace("Event: presence", "Event: message-summary"));
+    sim.send(
+        bob.conn,
+        m.replace("Event: presence", "Event: message-summary"),
+    );
     let r = bob.expect_response(&mut sim);
     assert_eq!(r.status(), Some(489));
-    assert_eq!(header(&r, HeaderName::AllowEvents).as_deref(), Some("presence"));
+    assert_eq!(
+        header(&r, HeaderName::AllowEvents).as_deref(),
+        Some("presence")
+    );
     for method in ["OPTIONS", "MESSAGE", "INVITE", "NOTIFY", "REGISTER"] {
         let (m, _) = bob.subscribe_msg("sip:alice@example.org", Some(60), "");
         sim.send(bob.conn, m.replace("SUBSCRIBE", method));
         let r = bob.expect_response(&mut sim);
         assert_eq!(r.status(), Some(405), "{method}");
         let allow = header(&r, HeaderName::Allow).unwrap();
-        assert!(allow.contains("PUBLISH") && allow.contains("SUBSCRIBE"), "{allow}");
+        assert!(
+            allow.contains("PUBLISH") && allow.contains("SUBSCRIBE"),
+            "{allow}"
+        );
     }
     assert_eq!(sim.server.stats().subscriptions, 0);
 }
@@ -211,20 +258,34 @@ fn mutual_rule_upgrades_and_downgrades_live() {
 
     let (_bd, _) = bob.subscribe(&mut sim, "sip:alice@example.org", Some(600));
     let n = bob.expect_notify(&mut sim, 200);
-    assert!(!body(&n).contains("alice-secret"), "not mutual yet: {}", body(&n));
+    assert!(
+        !body(&n).contains("alice-secret"),
+        "not mutual yet: {}",
+        body(&n)
+    );
     assert!(body(&n).contains("No presence information available yet"));
 
     let (mut ad, _) = alice.subscribe(&mut sim, "sip:bob@example.org", Some(600));
     let n = alice.expect_notify(&mut sim, 200);
-    assert!(body(&n).contains("bob-secret"), "alice sees bob: he watches her");
+    assert!(
+        body(&n).contains("bob-secret"),
+        "alice sees bob: he watches her"
+    );
     let n = bob.expect_notify(&mut sim, 200);
-    assert!(body(&n).contains("alice-secret"), "bob upgraded as soon as alice watches him");
+    assert!(
+        body(&n).contains("alice-secret"),
+        "bob upgraded as soon as alice watches him"
+    );
 
     // alice stops watching bob: bob is downgraded at once.
     alice.resubscribe(&mut sim, &mut ad, 0);
     alice.expect_notify(&mut sim, 200);
     let n = bob.expect_notify(&mut sim, 200);
-    assert!(!body(&n).contains("alice-secret"), "downgraded: {}", body(&n));
+    assert!(
+        !body(&n).contains("alice-secret"),
+        "downgraded: {}",
+        body(&n)
+    );
     // And alice's later changes are not shown to him (no NOTIFY with her tuples).
     let doc = alice.pidf("a1", "alice-new", None);
     alice.publish(&mut sim, Some(&doc), Some(600), None);
@@ -235,12 +296,20 @@ fn mutual_rule_upgrades_and_downgrades_live() {
 
 #[test]
 fn bypass_condition_exempts_a_watcher() {
-    let config = Config { bypass_condition: Some("Full-Presence".into()), ..Config::default() };
+    let config = Config {
+        bypass_condition: Some("Full-Presence".into()),
+        ..Config::default()
+    };
     let mut sim = Sim::new(config);
     let mut alice = Ua::new(&mut sim, "alice");
     let mut bob = Ua::new(&mut sim, "bob");
     bob.user_agent = "Linphone/5.3 (full-presence-support)".into();
-    alice.publish(&mut sim, Some(&alice.pidf("a1", "visible", None)), Some(600), None);
+    alice.publish(
+        &mut sim,
+        Some(&alice.pidf("a1", "visible", None)),
+        Some(600),
+        None,
+    );
     bob.subscribe(&mut sim, "sip:alice@example.org", Some(600));
     let n = bob.expect_notify(&mut sim, 200);
     assert!(body(&n).contains("visible"), "{}", body(&n));
@@ -252,7 +321,11 @@ fn record_route_is_followed_for_notifies() {
     // Behind a proxy listening on 127.0.0.1:5060 whose connection to us has another port.
     let rr = "Record-Route: <sip:127.0.0.1:5060;transport=tcp;lr>\r\n";
     let (m, _) = bob.subscribe_msg("sip:alice@example.org", Some(600), rr);
-    let m = m.replacen("Via: ", "Via: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKproxy1\r\nVia: ", 1);
+    let m = m.replacen(
+        "Via: ",
+        "Via: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKproxy1\r\nVia: ",
+        1,
+    );
     sim.send(bob.conn, m);
     let r = bob.expect_response(&mut sim);
     assert_eq!(r.status(), Some(200));
@@ -261,14 +334,27 @@ fn record_route_is_followed_for_notifies() {
         Some("<sip:127.0.0.1:5060;transport=tcp;lr>"),
         "the 200 copies Record-Route"
     );
-    assert_eq!(header(&r, HeaderName::Via).unwrap().matches("z9hG4bK").count(), 1, "each Via copied as is");
-    assert!(sim.recv(bob.conn).is_none(), "the NOTIFY goes to the proxy's address, not back on this connection");
+    assert_eq!(
+        header(&r, HeaderName::Via)
+            .unwrap()
+            .matches("z9hG4bK")
+            .count(),
+        1,
+        "each Via copied as is"
+    );
+    assert!(
+        sim.recv(bob.conn).is_none(),
+        "the NOTIFY goes to the proxy's address, not back on this connection"
+    );
     let out = sim.outbound();
     assert_eq!(out.len(), 1);
     let (conn, target) = &out[0];
     assert_eq!((target.host.as_str(), target.port), ("127.0.0.1", 5060));
     let n = sim.recv(*conn).expect("NOTIFY on the new connection");
-    assert_eq!(header(&n, HeaderName::Route).as_deref(), Some("<sip:127.0.0.1:5060;transport=tcp;lr>"));
+    assert_eq!(
+        header(&n, HeaderName::Route).as_deref(),
+        Some("<sip:127.0.0.1:5060;transport=tcp;lr>")
+    );
 }
 
 #[test]
@@ -287,7 +373,10 @@ fn record_route_to_the_inbound_connection_reuses_it() {
 
 #[test]
 fn one_publish_fanning_out_over_one_connection_is_one_write() {
-    let mut sim = Sim::new(Config { bypass_condition: Some("bench".into()), ..Config::default() });
+    let mut sim = Sim::new(Config {
+        bypass_condition: Some("bench".into()),
+        ..Config::default()
+    });
     let proxy = sim.connect_from("127.0.0.1:5060".parse().unwrap());
     let mut alice = Ua::new(&mut sim, "alice");
     let rr = "Record-Route: <sip:127.0.0.1:5060;transport=tcp;lr>\r\n";
@@ -301,8 +390,17 @@ fn one_publish_fanning_out_over_one_connection_is_one_write() {
         w.expect_notify(&mut sim, 200);
     }
     let before = sim.conn(proxy).writes;
-    alice.publish(&mut sim, Some(&alice.pidf("a", "fan", None)), Some(60), None);
-    assert_eq!(sim.conn(proxy).writes, before + 1, "20 NOTIFYs coalesced into one write");
+    alice.publish(
+        &mut sim,
+        Some(&alice.pidf("a", "fan", None)),
+        Some(60),
+        None,
+    );
+    assert_eq!(
+        sim.conn(proxy).writes,
+        before + 1,
+        "20 NOTIFYs coalesced into one write"
+    );
     let notifies = sim.recv_all(proxy);
     assert_eq!(notifies.len(), 20);
     assert!(notifies.iter().all(|n| body(n).contains("fan")));
@@ -322,7 +420,12 @@ fn lost_connection_with_notify_in_flight_ends_the_subscription_others_survive() 
     alice.subscribe(&mut sim, "sip:carol@example.org", Some(600));
     alice.expect_notify(&mut sim, 200);
     carol.expect_notify(&mut sim, 200); // upgraded: mutual now
-    alice.publish(&mut sim, Some(&alice.pidf("a", "still-here", None)), Some(60), None);
+    alice.publish(
+        &mut sim,
+        Some(&alice.pidf("a", "still-here", None)),
+        Some(60),
+        None,
+    );
     assert!(body(&carol.expect_notify(&mut sim, 200)).contains("still-here"));
 }
 
@@ -336,9 +439,17 @@ fn garbage_closes_only_that_connection() {
     assert!(sim.conn(evil).closed_by_server);
     let huge = sim.connect();
     sim.send(huge, vec![b'A'; 70 * 1024]);
-    assert!(sim.conn(huge).closed_by_server, "over max-message-size without a head end");
+    assert!(
+        sim.conn(huge).closed_by_server,
+        "over max-message-size without a head end"
+    );
     // Others are unaffected.
-    bob.publish(&mut sim, Some(&bob.pidf("b", "alive", None)), Some(60), None);
+    bob.publish(
+        &mut sim,
+        Some(&bob.pidf("b", "alive", None)),
+        Some(60),
+        None,
+    );
     assert!(body(&bob.expect_notify(&mut sim, 200)).contains("alive"));
     let _ = &mut alice;
 }
@@ -347,7 +458,10 @@ fn garbage_closes_only_that_connection() {
 fn bad_cseq_gets_400_and_headerless_requests_close() {
     let (mut sim, _alice, mut bob) = setup();
     let (m, _) = bob.subscribe_msg("sip:alice@example.org", Some(60), "");
-    sim.send(bob.conn, m.replace("CSeq: 1 SUBSCRIBE", "CSeq: one SUBSCRIBE"));
+    sim.send(
+        bob.conn,
+        m.replace("CSeq: 1 SUBSCRIBE", "CSeq: one SUBSCRIBE"),
+    );
     let r = bob.expect_response(&mut sim);
     assert_eq!(r.status(), Some(400));
     assert!(header(&r, HeaderName::Warning).unwrap().contains("CSeq"));
@@ -356,7 +470,10 @@ fn bad_cseq_gets_400_and_headerless_requests_close() {
     assert_eq!(bob.expect_response(&mut sim).status(), Some(400));
     let (m, _) = bob.subscribe_msg("sip:alice@example.org", Some(60), "");
     sim.send(bob.conn, m.replace("Call-ID", "X-Call-ID"));
-    assert!(sim.conn(bob.conn).closed_by_server, "no response can be built without a Call-ID");
+    assert!(
+        sim.conn(bob.conn).closed_by_server,
+        "no response can be built without a Call-ID"
+    );
 }
 
 #[test]
