@@ -100,8 +100,14 @@ impl Uri {
                 _ => return false,
             }
         }
-        for (name, a) in &self.params {
-            if is_special_param(name) {
+        for (i, (name, a)) in self.params.iter().enumerate() {
+            let repeated = || {
+                self.params
+                    .iter()
+                    .take(i)
+                    .any(|(n, _)| eq_unescaped_nocase(n, name))
+            };
+            if is_special_param(name) || repeated() {
                 continue;
             }
             if let Some(b) = find_param(&other.params, name)
@@ -468,12 +474,16 @@ mod tests {
             ("sip:a@h;lr", "sip:a@h;lr=on"),
             ("sip:a@h?x=1", "sip:a@h?x=1&y=2"),
             ("sip:a@h?x=a", "sip:a@h?x=A"),
+            ("sip:a@h;x=1;x=2", "sip:a@h;x=2"),
         ];
         for (a, b) in pairs {
             assert!(!p(a).rfc_eq(&p(b)), "{a} != {b}");
             assert!(!p(b).rfc_eq(&p(a)), "{b} != {a}");
         }
         assert!(p("sip:a@h?X=a").rfc_eq(&p("sip:a@h?x=%61")));
+        // Only the first occurrence of a repeated parameter counts.
+        assert!(p("sip:a@h;lr=0;lr").rfc_eq(&p("sip:a@h;lr=0;lr")));
+        assert!(p("sip:a@h;x=1;x=2").rfc_eq(&p("sip:a@h;x=1")));
     }
 
     #[test]
