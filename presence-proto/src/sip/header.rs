@@ -94,9 +94,13 @@ impl HeaderName {
             };
             return HeaderName::Other(long.to_owned());
         }
-        KNOWN
-            .iter()
-            .find(|(s, _)| s.len() == name.len() && s.as_bytes().eq_ignore_ascii_case(name))
+        BY_LEN
+            .get(name.len())
+            .and_then(|known| {
+                known
+                    .iter()
+                    .find(|(s, _)| s.as_bytes().eq_ignore_ascii_case(name))
+            })
             .map_or_else(
                 || HeaderName::Other(String::from_utf8_lossy(name).into_owned()),
                 |(_, h)| h.clone(),
@@ -141,39 +145,54 @@ impl HeaderName {
     }
 }
 
-/// Long names of the known headers (compared case-insensitively, length first).
-const KNOWN: [(&str, HeaderName); 31] = [
-    ("Via", HeaderName::Via),
-    ("From", HeaderName::From),
-    ("To", HeaderName::To),
-    ("Call-ID", HeaderName::CallId),
-    ("CSeq", HeaderName::CSeq),
-    ("Contact", HeaderName::Contact),
-    ("Max-Forwards", HeaderName::MaxForwards),
-    ("Route", HeaderName::Route),
-    ("Record-Route", HeaderName::RecordRoute),
-    ("Event", HeaderName::Event),
-    ("Allow-Events", HeaderName::AllowEvents),
-    ("Expires", HeaderName::Expires),
-    ("Min-Expires", HeaderName::MinExpires),
-    ("Accept", HeaderName::Accept),
-    ("Accept-Encoding", HeaderName::AcceptEncoding),
-    ("Content-Type", HeaderName::ContentType),
-    ("Content-Encoding", HeaderName::ContentEncoding),
-    ("Content-Length", HeaderName::ContentLength),
-    ("Content-Disposition", HeaderName::ContentDisposition),
-    ("Content-ID", HeaderName::ContentId),
-    ("Supported", HeaderName::Supported),
-    ("Require", HeaderName::Require),
-    ("Allow", HeaderName::Allow),
-    ("SIP-ETag", HeaderName::SipEtag),
-    ("SIP-If-Match", HeaderName::SipIfMatch),
-    ("Subscription-State", HeaderName::SubscriptionState),
-    ("User-Agent", HeaderName::UserAgent),
-    ("Server", HeaderName::Server),
-    ("Warning", HeaderName::Warning),
-    ("Retry-After", HeaderName::RetryAfter),
-    ("Subject", HeaderName::Subject),
+/// Long names of the known headers, indexed by length (compared ASCII case-insensitively).
+const BY_LEN: [&[(&str, HeaderName)]; 20] = [
+    &[],
+    &[],
+    &[("To", HeaderName::To)],
+    &[("Via", HeaderName::Via)],
+    &[("From", HeaderName::From), ("CSeq", HeaderName::CSeq)],
+    &[
+        ("Route", HeaderName::Route),
+        ("Event", HeaderName::Event),
+        ("Allow", HeaderName::Allow),
+    ],
+    &[
+        ("Accept", HeaderName::Accept),
+        ("Server", HeaderName::Server),
+    ],
+    &[
+        ("Call-ID", HeaderName::CallId),
+        ("Contact", HeaderName::Contact),
+        ("Expires", HeaderName::Expires),
+        ("Require", HeaderName::Require),
+        ("Warning", HeaderName::Warning),
+        ("Subject", HeaderName::Subject),
+    ],
+    &[("SIP-ETag", HeaderName::SipEtag)],
+    &[("Supported", HeaderName::Supported)],
+    &[
+        ("Content-ID", HeaderName::ContentId),
+        ("User-Agent", HeaderName::UserAgent),
+    ],
+    &[
+        ("Min-Expires", HeaderName::MinExpires),
+        ("Retry-After", HeaderName::RetryAfter),
+    ],
+    &[
+        ("Max-Forwards", HeaderName::MaxForwards),
+        ("Record-Route", HeaderName::RecordRoute),
+        ("Allow-Events", HeaderName::AllowEvents),
+        ("Content-Type", HeaderName::ContentType),
+        ("SIP-If-Match", HeaderName::SipIfMatch),
+    ],
+    &[],
+    &[("Content-Length", HeaderName::ContentLength)],
+    &[("Accept-Encoding", HeaderName::AcceptEncoding)],
+    &[("Content-Encoding", HeaderName::ContentEncoding)],
+    &[],
+    &[("Subscription-State", HeaderName::SubscriptionState)],
+    &[("Content-Disposition", HeaderName::ContentDisposition)],
 ];
 
 impl std::fmt::Display for HeaderName {
@@ -642,7 +661,8 @@ mod tests {
             "WWW-Authenticate"
         );
         // Every known name maps back to itself from its canonical spelling.
-        for (s, h) in KNOWN.iter() {
+        assert_eq!(BY_LEN.iter().map(|k| k.len()).sum::<usize>(), 31);
+        for (s, h) in BY_LEN.iter().flat_map(|k| k.iter()) {
             assert_eq!(h.as_str(), *s);
             assert_eq!(
                 &HeaderName::from_bytes(s.to_ascii_lowercase().as_bytes()),

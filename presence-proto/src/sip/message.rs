@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::header::HeaderName;
-use super::text::{ascii_string, is_token_str, is_ws, trim_range, write_uint};
+use super::text::{ascii_string, is_token, is_token_str, is_ws, trim_range, write_uint};
 
 /// A SIP method. Methods are case-sensitive (RFC 3261 §7.1).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -148,16 +148,28 @@ impl Message {
                 if headers.len() >= max_headers {
                     return Err(ParseError::TOO_MANY_HEADERS);
                 }
-                let colon = memchr::memchr(b':', line).ok_or(ParseError::NO_COLON)?;
-                let name = line.get(..colon).unwrap_or_default();
-                let name_end = name.iter().rposition(|&b| !is_ws(b)).map_or(0, |p| p + 1);
-                let name = name.get(..name_end).unwrap_or_default();
-                if name.is_empty() {
+                // name *(SP / HTAB) ":" in one pass over the token characters.
+                let name_end = line
+                    .iter()
+                    .position(|&b| !is_token(b))
+                    .unwrap_or(line.len());
+                let after_name = line.get(name_end..).unwrap_or_default();
+                let colon = name_end
+                    + after_name
+                        .iter()
+                        .position(|&b| !is_ws(b))
+                        .unwrap_or(after_name.len());
+                if line.get(colon) != Some(&b':') {
+                    return Err(if memchr::memchr(b':', line).is_none() {
+                        ParseError::NO_COLON
+                    } else {
+                        ParseError::BAD_NAME
+                    });
+                }
+                if name_end == 0 {
                     return Err(ParseError::EMPTY_NAME);
                 }
-                if !is_token_str(name) {
-                    return Err(ParseError::BAD_NAME);
-                }
+                let name = line.get(..name_end).unwrap_or_default();
                 let value = line.get(colon + 1..).unwrap_or_default();
                 let (s, e) = trim_range(value);
                 let base = pos + colon + 1;
