@@ -201,9 +201,10 @@ pub fn server(data: &[u8]) {
             1 => {
                 let b = byte(&mut i);
                 let n = usize::from(byte(&mut i));
-                let end = (i + n).min(data.len());
+                let start = i.min(data.len());
+                let end = (start + n).min(data.len());
                 if let Some(c) = pick(b, &open) {
-                    server.connection_data(now, c, &data[i..end]);
+                    server.connection_data(now, c, &data[start..end]);
                 }
                 i = end;
             }

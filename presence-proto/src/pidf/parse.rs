@@ -351,9 +351,17 @@ fn read_element<R>(
 }
 
 /// Namespace URIs are kept as written (quick-xml does not expand references in declarations):
-/// refuse the characters that would need escaping so the URI is the same on output.
+/// refuse the characters that would need escaping (and white space or control characters,
+/// which attribute normalization would change) so the URI is the same on output.
 fn check_namespace(uri: &str) -> Result<(), PidfError> {
-    if uri.is_empty() || uri.bytes().any(|b| matches!(b, b'&' | b'<' | b'"')) || uri == XMLNS_NS {
+    if uri.is_empty()
+        || uri.bytes().any(|b| {
+            matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'')
+                || b.is_ascii_whitespace()
+                || b.is_ascii_control()
+        })
+        || uri == XMLNS_NS
+    {
         return Err(err("invalid namespace name"));
     }
     Ok(())

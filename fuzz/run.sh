@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every fuzz target (or those named) for SECONDS each (default 60) on the stable toolchain.
+# Usage: fuzz/run.sh [-t SECONDS] [TARGET...]
+# Crashes land in fuzz/artifacts/TARGET/; copy a fixed one to fuzz/regressions/TARGET/ so that
+# `cargo test` replays it forever.
+set -euo pipefail
+cd "$(dirname "$0")"
+secs=60
+if [ "${1:-}" = "-t" ]; then secs=$2; shift 2; fi
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo fuzz list)
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+export CARGO_CACHE_RUSTC_INFO=0 RUSTC_BOOTSTRAP=1
+for t in "${targets[@]}"; do
+    mkdir -p "corpus/$t"
+    echo "== $t ($secs s)"
+    cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 2>&1 |
+        grep -E '^(#[0-9]+ +DONE|Done|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)|panicked' || true
+done
