@@ -68,8 +68,10 @@ fn bench_pidf(c: &mut Criterion) {
 /// answers every NOTIFY with 200 so no state accumulates.
 fn bench_fanout(c: &mut Criterion) {
     let watchers = 20;
-    let mut config = Config::default();
-    config.bypass_condition = Some("bench".into());
+    let config = Config {
+        bypass_condition: Some("bench".into()),
+        ..Config::default()
+    };
     let start = Instant::now();
     let mut server = Server::new(config, start, 1);
     let proxy_addr: SocketAddr = "127.0.0.1:5060".parse().unwrap();
