@@ -5,9 +5,13 @@
 //! actions (bytes to send, connections to open or close) and for its next deadline.
 
 pub mod config;
+pub mod encoding;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod multipart;
 pub mod pidf;
+pub mod resource_lists;
+pub mod rlmi;
 pub mod rng;
 pub mod server;
 pub mod sip;
