@@ -29,6 +29,16 @@ pub struct Config {
     pub contact: String,
     /// Value of the `User-Agent`/`Server` header we send.
     pub user_agent: String,
+    /// Most resources carried by one list NOTIFY (`notify-limit`); the rest follow.
+    pub notify_limit: usize,
+    /// Least time between two list NOTIFYs carrying changes (Flexisip hard-codes 2 s).
+    pub list_notify_interval: Duration,
+    /// Delay before the follow-up of a list NOTIFY that hit `notify_limit`.
+    pub list_overflow_delay: Duration,
+    /// Most entries accepted in one resource list.
+    pub max_list_entries: usize,
+    /// Largest size a `Content-Encoding: deflate` request body may inflate to.
+    pub max_inflated_size: usize,
 }
 
 impl Default for Config {
@@ -45,6 +55,11 @@ impl Default for Config {
             notify_timeout: Duration::from_secs(32),
             contact: "sip:127.0.0.1:5065;transport=tcp".to_owned(),
             user_agent: "presence-server".to_owned(),
+            notify_limit: 200,
+            list_notify_interval: Duration::from_secs(2),
+            list_overflow_delay: Duration::from_millis(500),
+            max_list_entries: 5000,
+            max_inflated_size: 1024 * 1024,
         }
     }
 }

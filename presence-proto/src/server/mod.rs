@@ -5,6 +5,7 @@
 //! [`Server::poll_timeout`] (or the next input) and call [`Server::handle_timeout`]. `now` must
 //! never go backwards; spurious timeouts are no-ops.
 
+mod list;
 mod output;
 mod presentity;
 mod publication;
@@ -190,6 +191,7 @@ impl Server {
             match timer {
                 Timer::SubscriptionExpiry(id) => self.subscription_timer(now, id),
                 Timer::PublicationExpiry(id) => self.publication_timer(now, id),
+                Timer::ListNotify(id) => self.list_timer(now, id),
             }
         }
         while let Some((sub, cseq)) = self.timers.pop_notify_due(now) {

@@ -8,6 +8,13 @@ use bytes::Bytes;
 
 use super::publication::Publications;
 use super::{PubId, SubId};
+
+/// One watch of a presentity: a single subscription (resource 0), or one resource of a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Watch {
+    pub(crate) sub: SubId,
+    pub(crate) resource: u32,
+}
 use crate::pidf;
 
 #[derive(Debug)]
@@ -16,8 +23,8 @@ pub(crate) struct Presentity {
     pub(crate) entity: String,
     /// Live publications, oldest first.
     pub(crate) publications: Vec<PubId>,
-    /// Subscriptions watching this presentity.
-    pub(crate) watchers: Vec<SubId>,
+    /// Subscriptions (and list resources) watching this presentity.
+    pub(crate) watchers: Vec<Watch>,
     /// The composed document for watchers with full access; None when stale.
     full: Option<Bytes>,
     /// The document for watchers without access to published state.
@@ -34,6 +41,13 @@ pub(crate) struct Presentities {
 impl Presentities {
     pub(crate) fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// Whether watchers with full access have anything published to see.
+    pub(crate) fn has_state(&self, key: &str) -> bool {
+        self.map
+            .get(key)
+            .is_some_and(|p| !p.publications.is_empty())
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<&Presentity> {

@@ -1,5 +1,6 @@
 //! SUBSCRIBE (RFC 6665, RFC 3856): subscription dialogs, NOTIFYs, expiry, and the
-//! mutual-subscription (confidentiality) rule.
+//! mutual-subscription (confidentiality) rule. List subscriptions (RFC 4662) share all of it;
+//! what is particular to them lives in `list.rs`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -8,11 +9,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tracing::{debug, info};
 
+use super::list::{ListBody, ListState};
+use super::presentity::Watch;
 use super::response::{RequestInfo, warning};
 use super::timers::Timer;
 use super::{ConnId, Server, SubId, Target};
 use crate::config::Config;
-use crate::sip::{Event, HeaderName, Message, NameAddr, Uri, Via, header::parse_u32};
+use crate::sip::{Event, HeaderName, Message, NameAddr, Uri, Via, header::parse_u32, token_list};
 
 /// One subscription dialog (we are the notifier, the UAS of the SUBSCRIBE).
 #[derive(Debug)]
@@ -22,8 +25,6 @@ pub(crate) struct Subscription {
     remote_tag: String,
     /// Highest CSeq seen from the subscriber (in-dialog requests must increase it).
     remote_cseq: u32,
-    /// AOR key of the watched presentity.
-    pub(crate) presentity: String,
     /// AOR key of the watcher (the SUBSCRIBE's From).
     pub(crate) watcher: String,
     /// Request-URI of our NOTIFYs (the remote target, or the first route when it is strict).
@@ -34,22 +35,30 @@ pub(crate) struct Subscription {
     /// Call-ID, Contact, Event, User-Agent.
     fixed: Bytes,
     cseq: u32,
-    expires_at: Instant,
+    pub(crate) expires_at: Instant,
     /// Connection NOTIFYs currently go out on.
     conn: Option<ConnId>,
-    bypass: bool,
-    /// Whether the watcher currently gets published state (mutual, self or bypass).
-    extended: bool,
+    pub(crate) bypass: bool,
     /// CSeqs of NOTIFYs without a final response yet.
     unacked: Vec<u32>,
-    /// Counted in the who-watches-whom index and the presentity's watchers (false for a fetch).
+    /// Counted in the who-watches-whom index and the presentities' watchers (false for a fetch).
     registered: bool,
+    pub(crate) kind: Kind,
+}
+
+/// What a subscription watches.
+#[derive(Debug)]
+pub(crate) enum Kind {
+    /// One presentity (RFC 3856), and whether the watcher currently sees published state.
+    Single { presentity: String, extended: bool },
+    /// A resource list (RFC 4662).
+    List(Box<ListState>),
 }
 
 #[derive(Debug)]
 pub(crate) struct Subscriptions {
     next: u64,
-    map: HashMap<SubId, Subscription>,
+    pub(crate) map: HashMap<SubId, Subscription>,
     /// (Call-ID, our tag) → subscription.
     dialogs: HashMap<(String, String), SubId>,
     /// Prefix of every branch we generate: `z9hG4bK` + an instance token + `.`.
@@ -84,13 +93,20 @@ impl Subscriptions {
 
 /// The state a NOTIFY announces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Notify {
+pub(crate) enum Notify {
     Active,
-    /// Terminated, with an optional reason, and whether the current state is attached.
-    Terminated {
-        reason: Option<&'static str>,
-        body: bool,
-    },
+    Terminated(Option<&'static str>),
+}
+
+/// What a NOTIFY carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Content {
+    /// The full current state (single: the document; list: full-state RLMI).
+    Full,
+    /// What changed (single: the document; list: the pending resources, nothing sent if none).
+    Changes,
+    /// No state (single: no body; list: an RLMI document without resources).
+    Nothing,
 }
 
 /// Where requests for `uri` go: its `maddr` or host, its port or 5060.
@@ -122,7 +138,26 @@ fn push_line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+fn name_addr_bytes(n: &NameAddr) -> Vec<u8> {
+    let mut b = Vec::new();
+    n.write_to(&mut b);
+    b
+}
+
+/// An error answer: status, reason phrase, extra headers.
+pub(crate) type Refusal = (u16, &'static str, Vec<(&'static str, Vec<u8>)>);
+
+/// A 400 with a Warning.
+pub(crate) fn bad_request(text: &str) -> Refusal {
+    (400, "Bad Request", vec![("Warning", warning(text))])
+}
+
 impl Server {
+    fn refuse(&mut self, conn: ConnId, remote: SocketAddr, msg: &Message, r: Refusal) {
+        let extra: Vec<(&str, &[u8])> = r.2.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        self.respond(conn, remote, msg, r.0, r.1, &extra);
+    }
+
     pub(crate) fn handle_subscribe(
         &mut self,
         now: Instant,
@@ -132,43 +167,26 @@ impl Server {
         info: &RequestInfo,
     ) {
         let Some(event_raw) = msg.header(&HeaderName::Event) else {
-            let w = warning("No Event package");
-            self.respond(conn, remote, msg, 400, "Bad Request", &[("Warning", &w)]);
-            return;
+            return self.refuse(conn, remote, msg, bad_request("No Event package"));
         };
-        let event = Event::parse(event_raw);
-        let Some(event) = event.filter(|e| e.is("presence")) else {
-            self.respond(
-                conn,
-                remote,
-                msg,
-                489,
-                "Bad Event",
-                &[("Allow-Events", b"presence")],
-            );
-            return;
+        let Some(event) = Event::parse(event_raw).filter(|e| e.is("presence")) else {
+            let allow = vec![("Allow-Events", b"presence".to_vec())];
+            return self.refuse(conn, remote, msg, (489, "Bad Event", allow));
         };
         let expires = match msg.header(&HeaderName::Expires) {
             None => self.config.subscribe_default_expires,
             Some(v) => match parse_u32(v) {
                 Some(e) => e,
-                None => {
-                    let w = warning("Bad Expires");
-                    self.respond(conn, remote, msg, 400, "Bad Request", &[("Warning", &w)]);
-                    return;
-                }
+                None => return self.refuse(conn, remote, msg, bad_request("Bad Expires")),
             },
         }
         .min(self.config.max_expires);
         let bypass = self.bypasses(msg);
-        let contact = match msg
+        let contact = msg
             .header(&HeaderName::Contact)
             .and_then(|v| NameAddr::parse_list(v))
-        {
-            Some(list) if !list.is_empty() => Some(list.into_iter().next().map(|c| c.uri)),
-            _ => None,
-        }
-        .flatten();
+            .and_then(|list| list.into_iter().next())
+            .map(|c| c.uri);
 
         if let Some(to_tag) = info.to.tag() {
             let key = (info.call_id.clone(), to_tag.to_owned());
@@ -183,16 +201,8 @@ impl Server {
                     *id
                 }
                 _ => {
-                    let w = warning("No such subscription");
-                    self.respond(
-                        conn,
-                        remote,
-                        msg,
-                        481,
-                        "Subscription Does Not Exist",
-                        &[("Warning", &w)],
-                    );
-                    return;
+                    let w = vec![("Warning", warning("No such subscription"))];
+                    return self.refuse(conn, remote, msg, (481, "Subscription Does Not Exist", w));
                 }
             };
             let stale = self.subscriptions.map.get_mut(&id).is_some_and(|s| {
@@ -202,86 +212,68 @@ impl Server {
             });
             if stale {
                 // RFC 3261 §12.2.2: a lower CSeq within a dialog is out of order.
-                let w = warning("CSeq out of order");
-                self.respond(
-                    conn,
-                    remote,
-                    msg,
-                    500,
-                    "Server Internal Error",
-                    &[("Warning", &w)],
-                );
-                return;
+                let w = vec![("Warning", warning("CSeq out of order"))];
+                return self.refuse(conn, remote, msg, (500, "Server Internal Error", w));
             }
             self.refresh_subscription(now, conn, remote, msg, id, expires, bypass, contact);
             return;
         }
 
-        let Some(presentity_uri) = msg.request_uri() else {
-            let w = warning("Request-URI is not a SIP URI");
-            self.respond(
-                conn,
-                remote,
-                msg,
-                416,
-                "Unsupported URI Scheme",
-                &[("Warning", &w)],
-            );
-            return;
+        let Some(request_uri) = msg.request_uri() else {
+            let w = vec![("Warning", warning("Request-URI is not a SIP URI"))];
+            return self.refuse(conn, remote, msg, (416, "Unsupported URI Scheme", w));
         };
         let Some(contact) = contact else {
-            let w = warning("Missing or bad Contact");
-            self.respond(conn, remote, msg, 400, "Bad Request", &[("Warning", &w)]);
-            return;
+            return self.refuse(conn, remote, msg, bad_request("Missing or bad Contact"));
         };
         let mut routes: Vec<NameAddr> = Vec::new();
         for v in msg.headers_named(&HeaderName::RecordRoute) {
             match NameAddr::parse_list(v) {
                 Some(list) => routes.extend(list),
-                None => {
-                    let w = warning("Bad Record-Route");
-                    self.respond(conn, remote, msg, 400, "Bad Request", &[("Warning", &w)]);
-                    return;
-                }
+                None => return self.refuse(conn, remote, msg, bad_request("Bad Record-Route")),
             }
         }
+        let is_list = msg
+            .headers_named(&HeaderName::Supported)
+            .any(|v| token_list(v).any(|t| t.eq_ignore_ascii_case(b"eventlist")));
+        let kind = if is_list {
+            match self.list_from_request(msg, &request_uri, &info.from.uri.aor_key()) {
+                Ok(list) => Kind::List(Box::new(list)),
+                Err(r) => return self.refuse(conn, remote, msg, r),
+            }
+        } else {
+            Kind::Single {
+                presentity: request_uri.aor_key(),
+                extended: false,
+            }
+        };
+        if let Kind::Single { presentity, .. } = &kind {
+            self.presentities
+                .get_or_create(presentity, &request_uri.identity());
+        }
+
         let via_count: usize = msg
             .headers_named(&HeaderName::Via)
             .map(|v| Via::parse_list(v).map_or(1, |l| l.len()))
             .sum();
-
         let local_tag = self.rng.token(10);
-        let presentity = presentity_uri.aor_key();
         let watcher = info.from.uri.aor_key();
 
         // Route set (RFC 3261 §12.1.1: the Record-Route URIs in order) and the NOTIFY target.
         let mut contact_bytes = Vec::new();
         contact.write_to(&mut contact_bytes);
-        let (request_uri, next_hop, route_lines) = match routes.first() {
+        let (notify_uri, next_hop, route_lines) = match routes.first() {
             None => (contact_bytes, hop(&contact), Vec::new()),
-            Some(first) if first.uri.param("lr").is_some() => {
-                let lines = routes
-                    .iter()
-                    .map(|r| {
-                        let mut b = Vec::new();
-                        r.write_to(&mut b);
-                        b
-                    })
-                    .collect();
-                (contact_bytes, hop(&first.uri), lines)
-            }
+            Some(first) if first.uri.param("lr").is_some() => (
+                contact_bytes,
+                hop(&first.uri),
+                routes.iter().map(name_addr_bytes).collect(),
+            ),
             Some(first) => {
                 // Strict router: it becomes the Request-URI, the remote target goes last.
                 let mut ru = Vec::new();
                 first.uri.write_to(&mut ru);
-                let mut lines: Vec<Vec<u8>> = routes[1..]
-                    .iter()
-                    .map(|r| {
-                        let mut b = Vec::new();
-                        r.write_to(&mut b);
-                        b
-                    })
-                    .collect();
+                let mut lines: Vec<Vec<u8>> = routes[1..].iter().map(name_addr_bytes).collect();
                 let mut last = b"<".to_vec();
                 last.extend_from_slice(&contact_bytes);
                 last.push(b'>');
@@ -320,22 +312,21 @@ impl Server {
             fixed.extend_from_slice(id.as_bytes());
         }
         fixed.extend_from_slice(b"\r\n");
+        if is_list {
+            fixed.extend_from_slice(b"Require: eventlist\r\n");
+        }
         push_line(&mut fixed, "User-Agent", self.config.user_agent.as_bytes());
 
         let fetch = expires == 0;
-        let registered = !fetch;
         self.subscriptions.next += 1;
         let id = SubId(self.subscriptions.next);
-        let entity = presentity_uri.identity();
-        self.presentities.get_or_create(&presentity, &entity);
         let sub = Subscription {
             call_id: info.call_id.clone(),
             local_tag: local_tag.clone(),
             remote_tag: info.from.tag().unwrap_or_default().to_owned(),
             remote_cseq: info.cseq.seq,
-            presentity: presentity.clone(),
             watcher: watcher.clone(),
-            request_uri: Bytes::from(request_uri),
+            request_uri: Bytes::from(notify_uri),
             next_hop,
             has_routes: !routes.is_empty(),
             fixed: Bytes::from(fixed),
@@ -343,31 +334,34 @@ impl Server {
             expires_at: now + Duration::from_secs(u64::from(expires)),
             conn: reuse.then_some(conn),
             bypass,
-            extended: false,
             unacked: Vec::new(),
-            registered,
+            registered: !fetch,
+            kind,
         };
         self.subscriptions.map.insert(id, sub);
         // Access first: the re-evaluation below must not count this subscription as a change.
-        let extended = self.is_extended(id);
-        if let Some(s) = self.subscriptions.map.get_mut(&id) {
-            s.extended = extended;
-        }
-        if registered {
+        self.update_access(id);
+        let watched = self.watched(id);
+        if !fetch {
             self.subscriptions
                 .dialogs
                 .insert((info.call_id.clone(), local_tag.clone()), id);
-            if let Some(p) = self.presentities.get_mut(&presentity) {
-                p.watchers.push(id);
-            }
-            if self.presentities.add_watch(&watcher, &presentity) {
-                self.reevaluate_access(now, &watcher, &presentity);
+            for (resource, key) in watched.iter().enumerate() {
+                if let Some(p) = self.presentities.get_mut(key) {
+                    p.watchers.push(Watch {
+                        sub: id,
+                        resource: resource as u32,
+                    });
+                }
+                if self.presentities.add_watch(&watcher, key) {
+                    self.reevaluate_access(now, &watcher, key);
+                }
             }
             self.timers.arm(
                 now + Duration::from_secs(u64::from(expires)),
                 Timer::SubscriptionExpiry(id),
             );
-            info!(%watcher, %presentity, expires, "subscription created");
+            info!(%watcher, resources = watched.len(), list = is_list, expires, "subscription created");
         }
 
         let exp = itoa::Buffer::new().format(expires).as_bytes().to_vec();
@@ -377,19 +371,23 @@ impl Server {
             .cloned()
             .collect();
         let mut extra: Vec<(&str, &[u8])> = vec![("Expires", &exp), ("Contact", &contact_hdr)];
+        if is_list {
+            extra.push(("Require", b"eventlist"));
+        }
         extra.extend(rr.iter().map(|v| ("Record-Route", v.as_ref())));
         self.respond_tagged(conn, remote, msg, 200, "OK", &local_tag, &extra);
         if fetch {
+            self.send_notify(now, id, Notify::Terminated(Some("timeout")), Content::Full);
+        } else if watched.is_empty() {
+            // A list with no usable entry: nothing to watch.
             self.send_notify(
                 now,
                 id,
-                Notify::Terminated {
-                    reason: Some("timeout"),
-                    body: true,
-                },
+                Notify::Terminated(Some("noresource")),
+                Content::Full,
             );
         } else {
-            self.send_notify(now, id, Notify::Active);
+            self.send_notify(now, id, Notify::Active, Content::Full);
         }
     }
 
@@ -409,6 +407,7 @@ impl Server {
             return;
         };
         let local_tag = sub.local_tag.clone();
+        let is_list = matches!(sub.kind, Kind::List(_));
         sub.bypass = bypass;
         if let Some(target) = contact {
             // Target refresh (RFC 6665 §4.1.2.1); the route set stays.
@@ -429,25 +428,14 @@ impl Server {
         }
         let exp = itoa::Buffer::new().format(expires).as_bytes().to_vec();
         let contact_hdr = format!("<{}>", self.config.contact).into_bytes();
-        self.respond_tagged(
-            conn,
-            remote,
-            msg,
-            200,
-            "OK",
-            &local_tag,
-            &[("Expires", &exp), ("Contact", &contact_hdr)],
-        );
+        let mut extra: Vec<(&str, &[u8])> = vec![("Expires", &exp), ("Contact", &contact_hdr)];
+        if is_list {
+            extra.push(("Require", b"eventlist"));
+        }
+        self.respond_tagged(conn, remote, msg, 200, "OK", &local_tag, &extra);
         if expires == 0 {
             debug!(?id, "unsubscribed");
-            self.send_notify(
-                now,
-                id,
-                Notify::Terminated {
-                    reason: None,
-                    body: true,
-                },
-            );
+            self.send_notify(now, id, Notify::Terminated(None), Content::Full);
             return;
         }
         if let Some(sub) = self.subscriptions.map.get_mut(&id) {
@@ -457,11 +445,9 @@ impl Server {
             now + Duration::from_secs(u64::from(expires)),
             Timer::SubscriptionExpiry(id),
         );
-        let extended = self.is_extended(id);
-        if let Some(sub) = self.subscriptions.map.get_mut(&id) {
-            sub.extended = extended;
-        }
-        self.send_notify(now, id, Notify::Active);
+        self.update_access(id);
+        // RFC 4662: a refresh gets the full state, for lists too.
+        self.send_notify(now, id, Notify::Active, Content::Full);
     }
 
     fn bypasses(&self, msg: &Message) -> bool {
@@ -480,63 +466,112 @@ impl Server {
         ua.contains(&cond.to_ascii_lowercase())
     }
 
-    /// Whether the watcher of `id` may see published state: it watches itself, bypasses the rule,
-    /// or the presentity watches it back.
-    fn is_extended(&self, id: SubId) -> bool {
-        let Some(s) = self.subscriptions.map.get(&id) else {
-            return false;
-        };
-        s.bypass
-            || s.watcher == s.presentity
-            || self.presentities.watches(&s.presentity, &s.watcher)
+    /// The AOR keys a subscription watches, by resource index.
+    fn watched(&self, id: SubId) -> Vec<String> {
+        match self.subscriptions.map.get(&id).map(|s| &s.kind) {
+            Some(Kind::Single { presentity, .. }) => vec![presentity.clone()],
+            Some(Kind::List(l)) => l.resources.iter().map(|r| r.key.clone()).collect(),
+            None => Vec::new(),
+        }
     }
 
-    /// `watcher` started or stopped watching `presentity`: the subscriptions of `presentity` to
-    /// `watcher` may have gained or lost access; tell those whose access changed.
-    fn reevaluate_access(&mut self, now: Instant, watcher: &str, presentity: &str) {
-        let Some(p) = self.presentities.get(watcher) else {
+    /// Whether `watcher` (with `bypass`) may see what `presentity` publishes: it is itself,
+    /// bypasses the rule, or the presentity watches it back.
+    fn may_see(&self, watcher: &str, bypass: bool, presentity: &str) -> bool {
+        bypass || watcher == presentity || self.presentities.watches(presentity, watcher)
+    }
+
+    /// Recomputes the access of every watch of a subscription (without notifying).
+    fn update_access(&mut self, id: SubId) {
+        let Some(s) = self.subscriptions.map.get(&id) else {
             return;
         };
-        let candidates: Vec<SubId> = p
-            .watchers
+        let (watcher, bypass) = (s.watcher.clone(), s.bypass);
+        let access: Vec<bool> = self
+            .watched(id)
             .iter()
-            .copied()
-            .filter(|id| {
-                self.subscriptions
-                    .map
-                    .get(id)
-                    .is_some_and(|s| s.watcher == presentity)
-            })
+            .map(|key| self.may_see(&watcher, bypass, key))
             .collect();
-        for id in candidates {
-            let extended = self.is_extended(id);
-            let changed = match self.subscriptions.map.get_mut(&id) {
-                Some(s) if s.extended != extended => {
-                    s.extended = extended;
-                    true
+        let Some(s) = self.subscriptions.map.get_mut(&id) else {
+            return;
+        };
+        match &mut s.kind {
+            Kind::Single { extended, .. } => *extended = access.first().copied().unwrap_or(false),
+            Kind::List(l) => {
+                for (r, a) in l.resources.iter_mut().zip(access) {
+                    r.extended = a;
                 }
-                _ => false,
-            };
-            if changed {
-                debug!(
-                    ?id,
-                    extended, "access level changed (mutual-subscription rule)"
-                );
-                self.send_notify(now, id, Notify::Active);
             }
         }
     }
 
-    /// Published state of `presentity` changed: every watcher with access gets a NOTIFY.
+    /// `watcher` started or stopped watching `presentity`: the watches of `presentity` on
+    /// `watcher` may have gained or lost access; tell those whose access changed.
+    pub(crate) fn reevaluate_access(&mut self, now: Instant, watcher: &str, presentity: &str) {
+        let Some(p) = self.presentities.get(watcher) else {
+            return;
+        };
+        let candidates: Vec<Watch> = p
+            .watchers
+            .iter()
+            .copied()
+            .filter(|w| {
+                self.subscriptions
+                    .map
+                    .get(&w.sub)
+                    .is_some_and(|s| s.watcher == presentity)
+            })
+            .collect();
+        for w in candidates {
+            let Some(s) = self.subscriptions.map.get(&w.sub) else {
+                continue;
+            };
+            let access = self.may_see(&s.watcher, s.bypass, watcher);
+            let Some(s) = self.subscriptions.map.get_mut(&w.sub) else {
+                continue;
+            };
+            match &mut s.kind {
+                Kind::Single { extended, .. } if *extended != access => {
+                    *extended = access;
+                    debug!(sub = ?w.sub, access, "access changed (mutual-subscription rule)");
+                    self.send_notify(now, w.sub, Notify::Active, Content::Changes);
+                }
+                Kind::List(l) => {
+                    if let Some(r) = l.resources.get_mut(w.resource as usize)
+                        && r.extended != access
+                    {
+                        r.extended = access;
+                        self.list_changed(now, w.sub, w.resource);
+                    }
+                }
+                Kind::Single { .. } => {}
+            }
+        }
+    }
+
+    /// Published state of `presentity` changed: every watch with access learns it.
     pub(crate) fn presentity_changed(&mut self, now: Instant, presentity: &str) {
         self.presentities.invalidate(presentity);
         let Some(p) = self.presentities.get(presentity) else {
             return;
         };
-        let watchers: Vec<SubId> = p.watchers.clone();
-        for id in watchers {
-            if self.subscriptions.map.get(&id).is_some_and(|s| s.extended) {
-                self.send_notify(now, id, Notify::Active);
+        let watchers: Vec<Watch> = p.watchers.clone();
+        for w in watchers {
+            let Some(s) = self.subscriptions.map.get(&w.sub) else {
+                continue;
+            };
+            match &s.kind {
+                Kind::Single { extended: true, .. } => {
+                    self.send_notify(now, w.sub, Notify::Active, Content::Changes)
+                }
+                Kind::List(l)
+                    if l.resources
+                        .get(w.resource as usize)
+                        .is_some_and(|r| r.extended) =>
+                {
+                    self.list_changed(now, w.sub, w.resource)
+                }
+                _ => {}
             }
         }
     }
@@ -557,26 +592,40 @@ impl Server {
         Some(c)
     }
 
-    /// Builds and queues one NOTIFY; a terminating one also ends the subscription.
-    fn send_notify(&mut self, now: Instant, id: SubId, kind: Notify) {
-        let Some(conn) = self.notify_conn(id) else {
-            return;
-        };
+    /// Builds and queues one NOTIFY; a terminating one also ends the subscription. A list NOTIFY
+    /// for `Content::Changes` with nothing to say is not sent.
+    pub(crate) fn send_notify(&mut self, now: Instant, id: SubId, state: Notify, content: Content) {
         let Some(sub) = self.subscriptions.map.get(&id) else {
             return;
         };
-        let with_body = match kind {
-            Notify::Active => true,
-            Notify::Terminated { body, .. } => body,
+        // (Content-Type and Content-Encoding header lines, body)
+        let (type_lines, body): (Vec<u8>, Bytes) = match &sub.kind {
+            Kind::Single {
+                presentity,
+                extended,
+            } => {
+                if content == Content::Nothing {
+                    (Vec::new(), Bytes::new())
+                } else {
+                    let (key, ext) = (presentity.clone(), *extended);
+                    let doc = self.presentities.document(&key, ext, &self.publications);
+                    (b"Content-Type: application/pidf+xml\r\n".to_vec(), doc)
+                }
+            }
+            Kind::List(_) => {
+                let what = match content {
+                    Content::Full => ListBody::Full,
+                    Content::Changes => ListBody::Changes,
+                    Content::Nothing => ListBody::Empty,
+                };
+                match self.list_body(now, id, what) {
+                    Some(b) => b,
+                    None => return,
+                }
+            }
         };
-        let body = if with_body {
-            let (key, extended) = (sub.presentity.clone(), sub.extended);
-            Some(
-                self.presentities
-                    .document(&key, extended, &self.publications),
-            )
-        } else {
-            None
+        let Some(conn) = self.notify_conn(id) else {
+            return;
         };
         let Some(sub) = self.subscriptions.map.get_mut(&id) else {
             return;
@@ -599,12 +648,12 @@ impl Server {
         out.extend_from_slice(b"CSeq: ");
         out.extend_from_slice(num.format(cseq).as_bytes());
         out.extend_from_slice(b" NOTIFY\r\n");
-        match kind {
+        match state {
             Notify::Active => {
                 out.extend_from_slice(b"Subscription-State: active;expires=");
                 out.extend_from_slice(num.format(remaining).as_bytes());
             }
-            Notify::Terminated { reason, .. } => {
+            Notify::Terminated(reason) => {
                 out.extend_from_slice(b"Subscription-State: terminated");
                 if let Some(r) = reason {
                     out.extend_from_slice(b";reason=");
@@ -613,23 +662,19 @@ impl Server {
             }
         }
         out.extend_from_slice(b"\r\n");
-        match &body {
-            Some(b) => {
-                out.extend_from_slice(b"Content-Type: application/pidf+xml\r\nContent-Length: ");
-                out.extend_from_slice(num.format(b.len()).as_bytes());
-                out.extend_from_slice(b"\r\n\r\n");
-                out.extend_from_slice(b);
-            }
-            None => out.extend_from_slice(b"Content-Length: 0\r\n\r\n"),
-        }
+        out.extend_from_slice(&type_lines);
+        out.extend_from_slice(b"Content-Length: ");
+        out.extend_from_slice(num.format(body.len()).as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(&body);
         self.stats.notifies_sent += 1;
-        match kind {
+        match state {
             Notify::Active => {
                 sub.unacked.push(cseq);
                 self.timers
                     .arm_notify(now + self.config.notify_timeout, id, cseq);
             }
-            Notify::Terminated { .. } => self.remove_subscription(now, id),
+            Notify::Terminated(_) => self.remove_subscription(now, id),
         }
     }
 
@@ -693,10 +738,8 @@ impl Server {
             self.send_notify(
                 now,
                 id,
-                Notify::Terminated {
-                    reason: Some("timeout"),
-                    body: false,
-                },
+                Notify::Terminated(Some("timeout")),
+                Content::Nothing,
             );
         }
     }
@@ -726,20 +769,25 @@ impl Server {
 
     /// Forgets a subscription and updates who-watches-whom.
     fn remove_subscription(&mut self, now: Instant, id: SubId) {
+        let watched = self.watched(id);
         let Some(s) = self.subscriptions.map.remove(&id) else {
             return;
         };
         if !s.registered {
-            self.presentities.remove_if_unused(&s.presentity);
+            for key in &watched {
+                self.presentities.remove_if_unused(key);
+            }
             return;
         }
         self.subscriptions.dialogs.remove(&(s.call_id, s.local_tag));
-        if let Some(p) = self.presentities.get_mut(&s.presentity) {
-            p.watchers.retain(|w| *w != id);
+        for key in &watched {
+            if let Some(p) = self.presentities.get_mut(key) {
+                p.watchers.retain(|w| w.sub != id);
+            }
+            if self.presentities.remove_watch(&s.watcher, key) {
+                self.reevaluate_access(now, &s.watcher, key);
+            }
+            self.presentities.remove_if_unused(key);
         }
-        if self.presentities.remove_watch(&s.watcher, &s.presentity) {
-            self.reevaluate_access(now, &s.watcher, &s.presentity);
-        }
-        self.presentities.remove_if_unused(&s.presentity);
     }
 }

@@ -12,6 +12,8 @@ use super::{PubId, SubId};
 pub(crate) enum Timer {
     SubscriptionExpiry(SubId),
     PublicationExpiry(PubId),
+    /// A list subscription's batched (or overflowing) changes are due.
+    ListNotify(SubId),
 }
 
 #[derive(Debug, Default)]
