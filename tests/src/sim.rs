@@ -384,3 +384,114 @@ pub fn answer(req: &Message, code: u16) -> Bytes {
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
     Bytes::from(out)
 }
+
+/// A list NOTIFY, decoded.
+#[derive(Debug)]
+pub struct ListNotify {
+    pub rlmi: presence_proto::rlmi::List,
+    /// PIDF parts by Content-ID (as written in the part: bare or `<...>`).
+    pub parts: BTreeMap<String, String>,
+    /// The RLMI part's Content-ID as written.
+    pub rlmi_cid: String,
+    pub compressed: bool,
+    pub state: presence_proto::sip::SubscriptionState,
+}
+
+impl ListNotify {
+    /// The PIDF document of a resource's instance, looked up by its cid (bare or bracketed).
+    pub fn pidf_of(&self, uri: &str) -> Option<&str> {
+        let r = self.rlmi.resources.iter().find(|r| r.uri == uri)?;
+        let cid = r.instances.first()?.cid.as_deref()?;
+        self.parts.get(cid).or_else(|| self.parts.get(&format!("<{cid}>"))).map(String::as_str)
+    }
+    /// URIs of resources that carry an instance.
+    pub fn with_instances(&self) -> Vec<&str> {
+        self.rlmi.resources.iter().filter(|r| !r.instances.is_empty()).map(|r| r.uri.as_str()).collect()
+    }
+}
+
+/// Decodes a list NOTIFY: checks `Require: eventlist` and the multipart/related Content-Type,
+/// inflates a deflated body, splits the parts and reads the RLMI.
+pub fn decode_list(n: &Message) -> ListNotify {
+    use presence_proto::sip::{ContentType, SubscriptionState};
+    assert_eq!(header(n, HeaderName::Require).as_deref(), Some("eventlist"), "list NOTIFY without Require: eventlist");
+    let state = SubscriptionState::parse(n.header(&HeaderName::SubscriptionState).expect("Subscription-State"))
+        .expect("Subscription-State parses");
+    let ct_raw = header(n, HeaderName::ContentType).expect("Content-Type");
+    let ct = ContentType::parse(ct_raw.as_bytes()).expect("Content-Type parses");
+    assert!(ct.is("multipart/related"), "{ct_raw}");
+    assert!(ct_raw.contains("type=\"application/rlmi+xml\""), "{ct_raw}");
+    let boundary = ct.params.get("boundary").flatten().expect("boundary").trim_matches('"').to_owned();
+    assert!(ct_raw.ends_with(&format!("boundary={boundary}")), "boundary must be the last parameter: {ct_raw}");
+    let compressed = header(n, HeaderName::ContentEncoding).is_some_and(|e| e.eq_ignore_ascii_case("deflate"));
+    let body = if compressed {
+        presence_proto::encoding::inflate(&n.body, 16 << 20).expect("inflates")
+    } else {
+        n.body.to_vec()
+    };
+    let parts = presence_proto::multipart::parse(&body, &boundary, 100_000).expect("multipart parses");
+    assert!(!parts.is_empty());
+    let first = &parts[0];
+    assert!(first.header("Content-Type").unwrap_or_default().starts_with("application/rlmi+xml"));
+    let rlmi = presence_proto::rlmi::parse(&first.body).expect("RLMI parses");
+    let rlmi_cid = first.header("Content-ID").unwrap_or_default().to_owned();
+    let mut map = BTreeMap::new();
+    for p in &parts[1..] {
+        assert!(p.header("Content-Type").unwrap_or_default().starts_with("application/pidf+xml"));
+        let cid = p.header("Content-ID").expect("Content-ID").to_owned();
+        map.insert(cid, String::from_utf8_lossy(&p.body).into_owned());
+    }
+    ListNotify { rlmi, parts: map, rlmi_cid, compressed, state }
+}
+
+impl Ua {
+    /// A resource-lists body with these entry URIs.
+    pub fn list_body(entries: &[String]) -> Vec<u8> {
+        let entries: Vec<presence_proto::resource_lists::Entry> = entries
+            .iter()
+            .map(|u| presence_proto::resource_lists::Entry { uri: u.clone(), name: None })
+            .collect();
+        let mut out = Vec::new();
+        presence_proto::resource_lists::write(&entries, &mut out);
+        out
+    }
+
+    /// An initial list SUBSCRIBE (RFC 5367) carrying `body` (already encoded as `extra` says).
+    pub fn subscribe_list_msg(&mut self, list_uri: &str, body: &[u8], expires: u32, extra: &str) -> (Vec<u8>, Dialog) {
+        let n = self.next();
+        let d = Dialog {
+            call_id: format!("list-{}-{n}", self.user),
+            from_tag: format!("lt{n}"),
+            to_tag: String::new(),
+            target: list_uri.to_owned(),
+            cseq: 1,
+        };
+        let mut m = format!(
+            "SUBSCRIBE {list_uri} SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKlist{n}{user}\r\nFrom: <{uri}>;tag={ft}\r\nTo: <{list_uri}>\r\nCall-ID: {cid}\r\nCSeq: 1 SUBSCRIBE\r\nMax-Forwards: 70\r\nContact: <sip:{user}@127.0.0.1:5060;transport=tcp>\r\nEvent: presence\r\nExpires: {expires}\r\nSupported: eventlist\r\nRequire: recipient-list-subscribe\r\nAccept: multipart/related, application/pidf+xml, application/rlmi+xml\r\nContent-Disposition: recipient-list\r\nContent-Type: application/resource-lists+xml\r\nUser-Agent: {ua}\r\n{extra}Content-Length: {len}\r\n\r\n",
+            user = self.user,
+            uri = self.uri(),
+            ft = d.from_tag,
+            cid = d.call_id,
+            ua = self.user_agent,
+            len = body.len(),
+        )
+        .into_bytes();
+        m.extend_from_slice(body);
+        (m, d)
+    }
+
+    /// Subscribes to a list of `entries`; returns the dialog and the 200.
+    pub fn subscribe_list(&mut self, sim: &mut Sim, list_uri: &str, entries: &[String], expires: u32, extra: &str) -> (Dialog, Message) {
+        let body = Self::list_body(entries);
+        let (m, mut d) = self.subscribe_list_msg(list_uri, &body, expires, extra);
+        sim.send(self.conn, m);
+        let resp = self.expect_response(sim);
+        if let Some(to) = resp.header(&HeaderName::To) {
+            let to = String::from_utf8_lossy(to);
+            if let Some(i) = to.find(";tag=") {
+                d.to_tag = to[i + 5..].split(';').next().unwrap_or("").to_owned();
+            }
+        }
+        (d, resp)
+    }
+}
