@@ -123,11 +123,35 @@ pub const PRESENCE_KEYS: &[KeyDef] = &[
         "65536",
         "Largest SIP message accepted on a connection, in bytes (head and body); a larger one closes the connection (not in Flexisip).",
     ),
-    unused(
+    key(
         "notify-limit",
         Kind::Int,
         "200",
-        "Not yet used by this server. Maximum number of resources carried in one list NOTIFY.",
+        "Most resources carried in one list NOTIFY; the others follow in later NOTIFYs.",
+    ),
+    key(
+        "list-notify-interval",
+        Kind::Millis,
+        "2000",
+        "Least time between two list NOTIFYs carrying changes, in ms (Flexisip hard-codes 2 s; not in Flexisip).",
+    ),
+    key(
+        "list-overflow-delay",
+        Kind::Millis,
+        "500",
+        "Delay before the follow-up of a list NOTIFY that reached notify-limit, in ms (not in Flexisip).",
+    ),
+    key(
+        "max-list-entries",
+        Kind::Int,
+        "5000",
+        "Most entries accepted in one resource list; a longer list is refused with 413 (not in Flexisip).",
+    ),
+    key(
+        "max-inflated-size",
+        Kind::Int,
+        "1048576",
+        "Largest size a deflate-compressed request body may inflate to, in bytes; beyond, 413 (not in Flexisip).",
     ),
     unused(
         "long-term-enabled",
@@ -297,8 +321,6 @@ pub struct DaemonConfig {
     pub listen: Vec<ListenAddr>,
     /// What the core needs (`contact` is filled in by the runtime once it has bound).
     pub proto: presence_proto::Config,
-    /// `notify-limit` (not used yet).
-    pub notify_limit: u32,
     /// `long-term-enabled` (not used yet).
     pub long_term_enabled: bool,
     /// `rls-database-*` (not used yet).
@@ -341,7 +363,6 @@ impl DaemonConfig {
             enabled: false,
             listen: Vec::new(),
             proto: presence_proto::Config::default(),
-            notify_limit: 0,
             long_term_enabled: false,
             rls_database: RlsDatabase {
                 connection: String::new(),
@@ -670,7 +691,17 @@ fn apply_presence(
         "max-message-size" => {
             cfg.proto.max_message_size = parse_int(value, 1024, 64 * 1024 * 1024)? as usize
         }
-        "notify-limit" => cfg.notify_limit = parse_int(value, 1, u32::MAX.into())? as u32,
+        "notify-limit" => cfg.proto.notify_limit = parse_int(value, 1, u32::MAX.into())? as usize,
+        "list-notify-interval" => {
+            cfg.proto.list_notify_interval = parse_duration(value, Unit::Millis)?
+        }
+        "list-overflow-delay" => {
+            cfg.proto.list_overflow_delay = parse_duration(value, Unit::Millis)?
+        }
+        "max-list-entries" => cfg.proto.max_list_entries = parse_int(value, 1, 1_000_000)? as usize,
+        "max-inflated-size" => {
+            cfg.proto.max_inflated_size = parse_int(value, 1024, 256 * 1024 * 1024)? as usize
+        }
         "long-term-enabled" => cfg.long_term_enabled = parse_bool(value)?,
         "rls-database-connection" => cfg.rls_database.connection = value.to_owned(),
         "rls-database-request" => cfg.rls_database.request = value.to_owned(),
@@ -869,7 +900,12 @@ mod tests {
         assert_eq!(cfg.proto.bypass_condition, None);
         assert_eq!(cfg.proto.max_message_size, 65536);
         assert_eq!(cfg.proto.max_message_size, core.max_message_size);
-        assert_eq!(cfg.notify_limit, 200);
+        assert_eq!(cfg.proto.notify_limit, 200);
+        assert_eq!(cfg.proto.notify_limit, core.notify_limit);
+        assert_eq!(cfg.proto.list_notify_interval, core.list_notify_interval);
+        assert_eq!(cfg.proto.list_overflow_delay, core.list_overflow_delay);
+        assert_eq!(cfg.proto.max_list_entries, core.max_list_entries);
+        assert_eq!(cfg.proto.max_inflated_size, core.max_inflated_size);
         assert!(!cfg.long_term_enabled);
         assert_eq!(cfg.rls_database.max_thread, 50);
         assert_eq!(cfg.rls_database.max_thread_queue_size, 50);
@@ -1115,6 +1151,7 @@ mod tests {
     fn unused_keys_warn_only_when_changed() {
         let loaded =
             parse("[presence-server]\nnotify-limit=200\nlong-term-enabled=true\n").unwrap();
+        assert_eq!(loaded.config.proto.notify_limit, 200);
         assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
         assert!(loaded.warnings[0].contains("long-term-enabled"));
         assert!(loaded.warnings[0].contains("not yet used"));
