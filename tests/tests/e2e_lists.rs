@@ -1,0 +1,152 @@
+//! End-to-end list subscription over TCP against the real daemon: a deflated 500-entry list
+//! SUBSCRIBE, publications of several entries, and every NOTIFY decoded (inflate, multipart,
+//! RLMI, PIDF parts) and checked.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use presence_proto::sip::Message;
+use presence_tests::daemon::{Daemon, SipClient, SipMessage, unique};
+use presence_tests::sim::{ListNotify, decode_list};
+
+const DOMAIN: &str = "lists.example.org";
+
+fn to_message(m: &SipMessage) -> Message {
+    let mut raw = m.head.clone().into_bytes();
+    raw.extend_from_slice(b"\r\n\r\n");
+    raw.extend_from_slice(&m.body);
+    Message::parse(Bytes::from(raw), 256).expect("a message from the server parses")
+}
+
+fn aor(user: &str) -> String {
+    format!("sip:{user}@{DOMAIN}")
+}
+
+fn publish(c: &mut SipClient, user: &str, note: &str, n: u32) {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"{a}\"><tuple id=\"t{user}\"><status><basic>open</basic></status><contact>{a}</contact><note>{note}</note></tuple></presence>",
+        a = aor(user)
+    );
+    let msg = format!(
+        "PUBLISH {a} SIP/2.0\r\nVia: SIP/2.0/TCP {l};branch=z9hG4bK.{b}\r\nFrom: <{a}>;tag={t}\r\nTo: <{a}>\r\nCall-ID: {cid}\r\nCSeq: {n} PUBLISH\r\nMax-Forwards: 70\r\nEvent: presence\r\nExpires: 600\r\nContent-Type: application/pidf+xml\r\nContent-Length: {len}\r\n\r\n{body}",
+        a = aor(user),
+        l = c.local,
+        b = unique("b"),
+        t = unique("t"),
+        cid = unique("pub-"),
+        len = body.len()
+    );
+    c.send(&msg);
+    let r = c.expect_response();
+    assert_eq!(r.status(), Some(200), "{r}");
+}
+
+/// Reads list NOTIFYs (answering each) until `wanted` resources have had an instance; returns them.
+fn collect_until(c: &mut SipClient, wanted: &BTreeSet<String>, deadline: Duration) -> Vec<ListNotify> {
+    let end = Instant::now() + deadline;
+    let mut got = Vec::new();
+    let mut seen = BTreeSet::new();
+    while !wanted.is_subset(&seen) {
+        let left = end.saturating_duration_since(Instant::now());
+        let n = c.recv(left).unwrap_or_else(|e| panic!("waiting for list NOTIFYs ({seen:?} so far): {e:?}"));
+        assert_eq!(n.method(), Some("NOTIFY"), "{n}");
+        c.send(&n.ok_response());
+        let l = decode_list(&to_message(&n));
+        seen.extend(l.with_instances().into_iter().map(str::to_owned));
+        got.push(l);
+    }
+    got
+}
+
+#[test]
+fn deflated_500_entry_list_subscription_end_to_end() {
+    let daemon = Daemon::start("bypass-condition=e2e-lists\nlist-notify-interval=300");
+    let mut publisher = daemon.connect();
+    let published = ["u007", "u123", "u250", "u499"];
+    for (i, u) in published.iter().enumerate() {
+        publish(&mut publisher, u, &format!("first-{u}"), i as u32 + 1);
+    }
+
+    let mut bob = daemon.connect();
+    let entries: Vec<String> = (0..500).map(|i| aor(&format!("u{i:03}"))).collect();
+    let mut xml = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"><list>",
+    );
+    for e in &entries {
+        xml.push_str(&format!("<entry uri=\"{e}\"/>"));
+    }
+    xml.push_str("</list></resource-lists>");
+    let body = presence_proto::encoding::deflate(xml.as_bytes());
+    assert!(body.len() < xml.len() / 4);
+    let list = format!("sip:friends@{DOMAIN}");
+    let head = format!(
+        "SUBSCRIBE {list} SIP/2.0\r\nVia: SIP/2.0/TCP {l};branch=z9hG4bK.{b};rport\r\nFrom: \"bob\" <{me}>;tag=bobtag\r\nTo: <{list}>\r\nCall-ID: {cid}\r\nCSeq: 20 SUBSCRIBE\r\nMax-Forwards: 70\r\nSupported: eventlist\r\nEvent: presence\r\nExpires: 600\r\nContent-Type: application/resource-lists+xml\r\nContent-Encoding: deflate\r\nContent-Disposition: recipient-list\r\nRequire: recipient-list-subscribe\r\nAccept: multipart/related, application/pidf+xml, application/rlmi+xml\r\nAccept-Encoding: deflate\r\nContact: <sip:bob@{l};transport=tcp>\r\nUser-Agent: e2e-lists/1.0\r\nContent-Length: {len}\r\n\r\n",
+        l = bob.local,
+        b = unique("b"),
+        me = aor("bob"),
+        cid = unique("list-"),
+        len = body.len()
+    );
+    let mut wire = head.into_bytes();
+    wire.extend_from_slice(&body);
+    bob.send_bytes(&wire);
+    let r = bob.expect_response();
+    assert_eq!(r.status(), Some(200), "{r}");
+    assert_eq!(r.header("Require"), Some("eventlist"));
+
+    // Full state: 500 resources, instances for the 4 published ones.
+    let n = bob.expect_request("NOTIFY");
+    bob.send(&n.ok_response());
+    assert_eq!(n.header("Event"), Some("Presence"));
+    let full = decode_list(&to_message(&n));
+    assert!(full.compressed, "Accept-Encoding: deflate and a large body: compressed");
+    assert_eq!((full.rlmi.version, full.rlmi.full_state), (0, true));
+    assert_eq!(full.rlmi.resources.len(), 500);
+    let order: Vec<&str> = full.rlmi.resources.iter().map(|r| r.uri.as_str()).collect();
+    assert_eq!(order, entries.iter().map(String::as_str).collect::<Vec<_>>(), "list order kept");
+    let mut with: Vec<&str> = full.with_instances();
+    with.sort();
+    assert_eq!(with, published.iter().map(|u| aor(u)).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>());
+    for u in published {
+        let doc = full.pidf_of(&aor(u)).expect("a PIDF part per instance");
+        assert!(doc.contains(&format!("first-{u}")), "{doc}");
+    }
+
+    // Changes to three entries (one new) arrive as partial state, each resource once.
+    let mut n = 10;
+    for u in ["u007", "u123", "u321"] {
+        n += 1;
+        publish(&mut publisher, u, &format!("second-{u}"), n);
+    }
+    let wanted: BTreeSet<String> = ["u007", "u123", "u321"].iter().map(|u| aor(u)).collect();
+    let partials = collect_until(&mut bob, &wanted, Duration::from_secs(10));
+    let mut version = 0;
+    for l in &partials {
+        version += 1;
+        assert_eq!(l.rlmi.version, version, "versions increase by one");
+        assert!(!l.rlmi.full_state);
+        assert!(l.rlmi.resources.len() <= 3);
+        for uri in l.with_instances() {
+            let user = uri.split('@').next().unwrap().trim_start_matches("sip:");
+            assert!(l.pidf_of(uri).unwrap().contains(&format!("second-{user}")));
+        }
+    }
+
+    // Unsubscribe: 200, then a terminated NOTIFY.
+    let unsub = format!(
+        "SUBSCRIBE {list} SIP/2.0\r\nVia: SIP/2.0/TCP {l};branch=z9hG4bK.{b};rport\r\nFrom: \"bob\" <{me}>;tag=bobtag\r\nTo: <{list}>;tag={tt}\r\nCall-ID: {cid}\r\nCSeq: 21 SUBSCRIBE\r\nMax-Forwards: 70\r\nSupported: eventlist\r\nEvent: presence\r\nExpires: 0\r\nContact: <sip:bob@{l};transport=tcp>\r\nContent-Length: 0\r\n\r\n",
+        l = bob.local,
+        b = unique("b"),
+        me = aor("bob"),
+        tt = r.tag("To").expect("our tag"),
+        cid = r.header("Call-ID").unwrap(),
+    );
+    bob.send(&unsub);
+    let (ok, last) = bob.expect_response_and_notify();
+    assert_eq!(ok.status(), Some(200));
+    bob.send(&last.ok_response());
+    let l = decode_list(&to_message(&last));
+    assert_eq!(l.state.state, "terminated");
+    assert_eq!(l.rlmi.version, version + 1);
+}
