@@ -156,5 +156,81 @@ fn answer(m: &Message) -> Vec<u8> {
     out
 }
 
-criterion_group!(benches, bench_parse, bench_pidf, bench_fanout);
+/// A 200-resource list NOTIFY (RLMI + 200 PIDF parts + deflate): the full state sent on each
+/// refresh of a list subscription, measured through the `Server` (refresh in, NOTIFY out).
+fn bench_list_notify(c: &mut Criterion) {
+    let start = Instant::now();
+    let config = Config {
+        bypass_condition: Some("bench".into()),
+        ..Config::default()
+    };
+    let mut server = Server::new(config, start, 3);
+    let proxy_addr: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+    let proxy = server.connection_opened(start, proxy_addr, "127.0.0.1:5065".parse().unwrap());
+    let mut entries = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"><list>",
+    );
+    for i in 0..200 {
+        let user = format!("u{i}");
+        server.connection_data(start, proxy, publish(&user, i, None).as_bytes());
+        entries.push_str(&format!("<entry uri=\"sip:{user}@example.org\"/>"));
+    }
+    entries.push_str("</list></resource-lists>");
+    drain(&mut server, &mut Vec::new());
+    let list_sub = |cseq: u32, to_tag: &str, body: &str| {
+        format!(
+            "SUBSCRIBE sip:rls@example.org SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKl{cseq}\r\nFrom: <sip:bob@example.org>;tag=bob\r\nTo: <sip:rls@example.org>{to_tag}\r\nCall-ID: list1\r\nCSeq: {cseq} SUBSCRIBE\r\nContact: <sip:bob@127.0.0.1:5060;transport=tcp>\r\nEvent: presence\r\nExpires: 600\r\nSupported: eventlist\r\nAccept-Encoding: deflate\r\nUser-Agent: bench\r\nContent-Type: application/resource-lists+xml\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    server.connection_data(start, proxy, list_sub(1, "", &entries).as_bytes());
+    let mut to_tag = String::new();
+    let mut answers = Vec::new();
+    while let Some(a) = server.poll_action() {
+        if let Action::Send { data, .. } = a {
+            let mut f = presence_proto::sip::Framer::new(1 << 22);
+            f.push(&data);
+            while let Ok(Some(raw)) = f.next_message() {
+                let m = Message::parse(raw, 128).expect("parse");
+                if m.is_request() {
+                    answers.push(answer(&m));
+                } else if let Some(to) = m.header(&presence_proto::sip::HeaderName::To) {
+                    let to = String::from_utf8_lossy(to);
+                    to_tag = to[to.find(";tag=").expect("tag")..].to_owned();
+                }
+            }
+        }
+    }
+    for a in answers {
+        server.connection_data(start, proxy, &a);
+    }
+    let mut cseq = 1;
+    let mut g = c.benchmark_group("list");
+    g.throughput(Throughput::Elements(200));
+    g.bench_function(
+        "refresh -> full-state NOTIFY, 200 resources, deflated",
+        |b| {
+            b.iter(|| {
+                cseq += 1;
+                server.connection_data(start, proxy, list_sub(cseq, &to_tag, "").as_bytes());
+                let mut bytes = 0;
+                while let Some(a) = server.poll_action() {
+                    if let Action::Send { data, .. } = a {
+                        bytes += data.len();
+                    }
+                }
+                bytes
+            })
+        },
+    );
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_parse,
+    bench_pidf,
+    bench_fanout,
+    bench_list_notify
+);
 criterion_main!(benches);
