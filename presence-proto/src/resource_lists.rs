@@ -1,6 +1,15 @@
 //! RFC 4826 resource lists (`application/resource-lists+xml`), as carried in a list SUBSCRIBE body
 //! (RFC 5367): reading the entries, and writing a list (for tests and the load tool).
 
+use std::collections::HashSet;
+
+use crate::pidf::tree::{escape_attr, escape_text};
+
+/// The resource-lists namespace.
+pub const NS: &str = "urn:ietf:params:xml:ns:resource-lists";
+/// Maximum element nesting, `<resource-lists>` being level 1.
+pub const MAX_DEPTH: usize = 16;
+
 /// One `<entry>`: its `uri` attribute exactly as written (only surrounding white space trimmed:
 /// clients match resources by string, `;user=phone` included), and its `<display-name>` if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,16 +28,540 @@ pub enum ResourceListsError {
     TooManyEntries { max: usize },
 }
 
+impl std::fmt::Display for ResourceListsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResourceListsError::Invalid(why) => write!(f, "invalid resource list: {why}"),
+            ResourceListsError::TooManyEntries { max } => {
+                write!(f, "resource list has more than {max} entries")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ResourceListsError {}
+
+/// Where the reader is.
+#[derive(Clone, Copy)]
+enum Open {
+    Root,
+    List,
+    /// An `<entry>`: the index of its kept [`Entry`], None when skipped (empty or repeated URI).
+    Entry(Option<usize>),
+    /// The `<display-name>` of a kept entry.
+    DisplayName(usize),
+    /// Anything else (its content is ignored).
+    Other,
+}
+
 /// Reads every `<entry uri>` of every `<list>`, following nested lists in document order (depth
 /// bounded, e.g. 16). `<entry-ref>` and `<external>` are not resolved: they are skipped with a
 /// `tracing::info!` line. Entries with an empty URI are skipped; a URI listed twice is kept once
 /// (the first). Elements are matched on (namespace, local name); unknown elements are ignored.
+///
+/// Details: only entries that are children of a `<list>` (itself a child of the root or of a
+/// list) count; the depth bound is [`MAX_DEPTH`]. The display name is the text of the entry's
+/// first `<display-name>`, trimmed of XML white space; a blank one counts as absent.
 pub fn parse(body: &[u8], max_entries: usize) -> Result<Vec<Entry>, ResourceListsError> {
-    todo!("{body:?} {max_entries}")
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut stack: Vec<Open> = Vec::new();
+    let mut name = String::new();
+    let mut too_many = false;
+    let result = xml::walk(body, MAX_DEPTH, |ev| {
+        match ev {
+            xml::Ev::Start {
+                ns,
+                name: local,
+                attrs,
+            } => {
+                let rl = ns == Some(NS);
+                let open = match stack.last() {
+                    None if rl && local == "resource-lists" => Open::Root,
+                    None => {
+                        return Err(format!(
+                            "root element is not {{{NS}}}resource-lists but {{{}}}{local}",
+                            ns.unwrap_or("")
+                        ));
+                    }
+                    Some(Open::Root | Open::List) if rl && local == "list" => Open::List,
+                    Some(Open::List) if rl && local == "entry" => {
+                        let uri = xml::attr(attrs, "uri").map_or("", xml::trim);
+                        if uri.is_empty() || seen.contains(uri) {
+                            Open::Entry(None)
+                        } else {
+                            if entries.len() >= max_entries {
+                                too_many = true;
+                                return Err(String::new());
+                            }
+                            seen.insert(uri.to_owned());
+                            entries.push(Entry {
+                                uri: uri.to_owned(),
+                                name: None,
+                            });
+                            Open::Entry(Some(entries.len() - 1))
+                        }
+                    }
+                    Some(Open::List) if rl && (local == "entry-ref" || local == "external") => {
+                        let reference = xml::attr(attrs, "ref").or(xml::attr(attrs, "anchor"));
+                        tracing::info!(
+                            element = local,
+                            reference,
+                            "resource list: references are not resolved, skipped"
+                        );
+                        Open::Other
+                    }
+                    Some(Open::Entry(Some(i))) if rl && local == "display-name" => {
+                        name.clear();
+                        Open::DisplayName(*i)
+                    }
+                    Some(_) => Open::Other,
+                };
+                stack.push(open);
+            }
+            xml::Ev::Text(t) => {
+                if let Some(Open::DisplayName(_)) = stack.last() {
+                    name.push_str(t);
+                }
+            }
+            xml::Ev::End => {
+                if let Some(Open::DisplayName(i)) = stack.pop() {
+                    let trimmed = xml::trim(&name);
+                    if let Some(e) = entries.get_mut(i)
+                        && e.name.is_none()
+                        && !trimmed.is_empty()
+                    {
+                        e.name = Some(trimmed.to_owned());
+                    }
+                }
+            }
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => Ok(entries),
+        Err(_) if too_many => Err(ResourceListsError::TooManyEntries { max: max_entries }),
+        Err(why) => Err(ResourceListsError::Invalid(why)),
+    }
 }
 
 /// Writes `<resource-lists xmlns=...><list>` with one `<entry uri>` (and `<display-name>`) per
 /// entry, escaped.
+///
+/// The output starts with an XML declaration; `parse` reads back the same entries as long as
+/// URIs and names have no leading or trailing white space, names are not empty, URIs are not
+/// empty or repeated, and every character is one XML allows.
 pub fn write(entries: &[Entry], out: &mut Vec<u8>) {
-    todo!("{entries:?} {out:?}")
+    out.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<resource-lists xmlns=\"");
+    out.extend_from_slice(NS.as_bytes());
+    out.extend_from_slice(b"\">\n<list>\n");
+    for e in entries {
+        out.extend_from_slice(b"<entry uri=\"");
+        escape_attr(&e.uri, out);
+        match &e.name {
+            Some(name) => {
+                out.extend_from_slice(b"\"><display-name>");
+                escape_text(name, out);
+                out.extend_from_slice(b"</display-name></entry>\n");
+            }
+            None => out.extend_from_slice(b"\"/>\n"),
+        }
+    }
+    out.extend_from_slice(b"</list>\n</resource-lists>\n");
+}
+
+/// A small namespace-aware XML event walker shared by the list formats (resource lists, RLMI):
+/// UTF-8 only, DOCTYPE refused, depth bounded, references resolved, characters checked.
+pub(crate) mod xml {
+    use quick_xml::XmlVersion;
+    use quick_xml::events::Event;
+    use quick_xml::name::ResolveResult;
+    use quick_xml::reader::NsReader;
+
+    /// Maximum unprefixed attributes kept per element.
+    const MAX_ATTRIBUTES: usize = 64;
+
+    /// What the walker reports, in document order. Every `Start` is matched by an `End` (an
+    /// empty element gives both); text comes in pieces (references and CDATA apart).
+    pub(crate) enum Ev<'a> {
+        /// An element: namespace (None when unbound), local name, unprefixed attributes with
+        /// their normalized values (namespace declarations and prefixed attributes left out).
+        Start {
+            ns: Option<&'a str>,
+            name: &'a str,
+            attrs: &'a [(String, String)],
+        },
+        End,
+        /// Character data inside the root element, line ends normalized, references resolved.
+        Text(&'a str),
+    }
+
+    /// The value of an unprefixed attribute.
+    pub(crate) fn attr<'a>(attrs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        attrs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Trims XML white space (space, tab, CR, LF).
+    pub(crate) fn trim(s: &str) -> &str {
+        s.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
+    }
+
+    /// Walks `body`, calling `on` for each event; an `Err` from `on` stops the walk and is
+    /// returned as is. Refuses: non-UTF-8, characters XML 1.0 forbids, malformed XML, a DOCTYPE,
+    /// unbound element prefixes, more than `max_depth` nesting levels (the root is level 1),
+    /// entity references other than the predefined ones, content outside the single root.
+    pub(crate) fn walk(
+        body: &[u8],
+        max_depth: usize,
+        mut on: impl FnMut(Ev<'_>) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+        let text = std::str::from_utf8(body).map_err(|_| "not UTF-8".to_owned())?;
+        check_chars(text)?;
+        let mut reader = NsReader::from_str(text);
+        {
+            let config = reader.config_mut();
+            config.check_end_names = true;
+            config.allow_unmatched_ends = false;
+            config.allow_dangling_amp = false;
+            config.expand_empty_elements = false;
+            config.trim_text(false);
+        }
+        let mut depth = 0usize;
+        let mut root_done = false;
+        let mut attrs: Vec<(String, String)> = Vec::new();
+        loop {
+            let (resolved, event) = reader
+                .read_resolved_event()
+                .map_err(|e| format!("malformed XML: {e}"))?;
+            match event {
+                Event::Start(ref e) | Event::Empty(ref e) => {
+                    if root_done {
+                        return Err("content after the root element".to_owned());
+                    }
+                    if depth >= max_depth {
+                        return Err("elements nested too deep".to_owned());
+                    }
+                    let ns = match resolved {
+                        ResolveResult::Bound(n) => Some(n.0),
+                        ResolveResult::Unbound => None,
+                        ResolveResult::Unknown(p) => {
+                            return Err(format!("unbound namespace prefix '{p}'"));
+                        }
+                    };
+                    attrs.clear();
+                    for a in e.attributes() {
+                        let a = a.map_err(|e| format!("malformed XML: {e}"))?;
+                        if a.key.as_namespace_binding().is_some() || a.key.prefix().is_some() {
+                            continue;
+                        }
+                        if attrs.len() >= MAX_ATTRIBUTES {
+                            return Err("too many attributes".to_owned());
+                        }
+                        let value = a
+                            .normalized_value(XmlVersion::Explicit1_0)
+                            .map_err(|e| format!("malformed XML: {e}"))?;
+                        if !value.chars().all(is_xml_char) {
+                            return Err("invalid character in attribute value".to_owned());
+                        }
+                        let key = a.key.local_name();
+                        attrs.push((key.as_ref().to_owned(), value.into_owned()));
+                    }
+                    let local = e.local_name();
+                    let name: &str = local.as_ref();
+                    on(Ev::Start {
+                        ns,
+                        name,
+                        attrs: &attrs,
+                    })?;
+                    if matches!(event, Event::Empty(_)) {
+                        on(Ev::End)?;
+                        root_done = depth == 0;
+                    } else {
+                        depth += 1;
+                    }
+                }
+                Event::End(_) => {
+                    // quick-xml checks that end tags match (check_end_names, no unmatched ends).
+                    depth = depth
+                        .checked_sub(1)
+                        .ok_or_else(|| "unexpected end tag".to_owned())?;
+                    on(Ev::End)?;
+                    root_done = depth == 0;
+                }
+                Event::Text(t) => {
+                    let t = t.xml10_content();
+                    if depth > 0 {
+                        on(Ev::Text(&t))?;
+                    } else if !trim(&t).is_empty() {
+                        return Err("text outside the root element".to_owned());
+                    }
+                }
+                Event::CData(c) => {
+                    if depth == 0 {
+                        return Err("CDATA outside the root element".to_owned());
+                    }
+                    on(Ev::Text(&c.xml10_content()))?;
+                }
+                Event::GeneralRef(r) => {
+                    if depth == 0 {
+                        return Err("reference outside the root element".to_owned());
+                    }
+                    let c = if r.is_char_ref() {
+                        match r.resolve_char_ref() {
+                            Ok(Some(c)) if is_xml_char(c) => c,
+                            _ => return Err("invalid character reference".to_owned()),
+                        }
+                    } else {
+                        match &*r.into_inner() {
+                            "lt" => '<',
+                            "gt" => '>',
+                            "amp" => '&',
+                            "apos" => '\'',
+                            "quot" => '"',
+                            _ => return Err("unknown entity reference".to_owned()),
+                        }
+                    };
+                    on(Ev::Text(c.encode_utf8(&mut [0; 4])))?;
+                }
+                Event::DocType(_) => return Err("DTD not allowed".to_owned()),
+                Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+                Event::Eof => break,
+            }
+        }
+        if depth > 0 {
+            return Err("unexpected end of document".to_owned());
+        }
+        if !root_done {
+            return Err("no root element".to_owned());
+        }
+        Ok(())
+    }
+
+    /// Characters allowed by XML 1.0 (`Char` production).
+    pub(crate) fn is_xml_char(c: char) -> bool {
+        matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+    }
+
+    /// Refuses characters XML 1.0 forbids anywhere in the document (C0 controls other than tab,
+    /// CR and LF; U+FFFE, U+FFFF).
+    fn check_chars(text: &str) -> Result<(), String> {
+        let b = text.as_bytes();
+        for (i, &c) in b.iter().enumerate() {
+            let bad = match c {
+                b'\t' | b'\n' | b'\r' => false,
+                0..=0x1F => true,
+                // U+FFFE and U+FFFF are EF BF BE / EF BF BF.
+                0xEF => b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)),
+                _ => false,
+            };
+            if bad {
+                return Err("character not allowed in XML".to_owned());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The decompressed body of the list SUBSCRIBE in `shared/traces/linphone-subscribe-rls-list.txt`.
+    const LINPHONE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<resource-lists xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns="urn:ietf:params:xml:ns:resource-lists">
+ <list>
+  <entry uri="sip:+33612345678@127.0.0.1;user=phone"/>
+  <entry uri="sip:alice@127.0.0.1"/>
+  <entry uri="sip:dave@127.0.0.1"/>
+ </list>
+</resource-lists>
+"#;
+
+    fn entry(uri: &str, name: Option<&str>) -> Entry {
+        Entry {
+            uri: uri.to_owned(),
+            name: name.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn linphone_list() {
+        assert_eq!(
+            parse(LINPHONE.as_bytes(), 100),
+            Ok(vec![
+                entry("sip:+33612345678@127.0.0.1;user=phone", None),
+                entry("sip:alice@127.0.0.1", None),
+                entry("sip:dave@127.0.0.1", None),
+            ])
+        );
+        assert_eq!(
+            parse(LINPHONE.as_bytes(), 2),
+            Err(ResourceListsError::TooManyEntries { max: 2 })
+        );
+        assert_eq!(parse(LINPHONE.as_bytes(), 3).map(|e| e.len()), Ok(3));
+    }
+
+    #[test]
+    fn rfc4826_example() {
+        // RFC 4826 §3.3 (abridged), with prefixes, display names, nested lists and references.
+        let doc = r#"<?xml version="1.0" encoding="UTF-8"?>
+   <rl:resource-lists xmlns:rl="urn:ietf:params:xml:ns:resource-lists"
+    xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+    <rl:list name="friends">
+     <rl:entry uri="sip:bill@example.com">
+      <rl:display-name>Bill Doe</rl:display-name>
+     </rl:entry>
+     <rl:entry-ref ref="resource-lists/users/sip:bill@example.com/index/~~/resource-lists/list%5b@name=%22list1%22%5d/entry%5b@uri=%22sip:petri@example.com%22%5d"/>
+     <rl:list name="close-friends">
+      <rl:display-name>Close Friends</rl:display-name>
+      <rl:entry uri="sip:joe@example.com">
+       <rl:display-name>  Joe
+ Smith </rl:display-name>
+      </rl:entry>
+      <rl:entry uri="sip:nancy@example.com">
+       <rl:display-name xml:lang="en">Nancy Gross</rl:display-name>
+       <rl:display-name xml:lang="fr">Nancy la Grosse</rl:display-name>
+      </rl:entry>
+      <rl:external anchor="http://xcap.example.org/resource-lists/users/sip:a@example.org/index/~~/resource-lists/list%5b@name=%22mkti%22%5d">
+       <rl:display-name>Marketing</rl:display-name>
+      </rl:external>
+     </rl:list>
+     <rl:entry uri=" sip:last@example.com&#9;"><x:display-name xmlns:x="urn:other">no</x:display-name></rl:entry>
+    </rl:list>
+   </rl:resource-lists>"#;
+        assert_eq!(
+            parse(doc.as_bytes(), 100),
+            Ok(vec![
+                entry("sip:bill@example.com", Some("Bill Doe")),
+                entry("sip:joe@example.com", Some("Joe\n Smith")),
+                entry("sip:nancy@example.com", Some("Nancy Gross")),
+                entry("sip:last@example.com", None),
+            ])
+        );
+    }
+
+    #[test]
+    fn skips_empty_and_repeated() {
+        let doc = r#"<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists"><list>
+<entry uri="sip:a@x"/><entry uri=""/><entry/><entry uri="  "/>
+<entry uri="sip:a@x"><display-name>second</display-name></entry>
+<entry uri="sip:b@x"><display-name> </display-name><display-name>B</display-name></entry>
+<entry uri="sip:A@x"/>
+</list><list><entry uri="sip:b@x"/><entry uri="sip:c@x"/></list>
+<entry uri="sip:not-in-a-list@x"/>
+<other><list><entry uri="sip:inside-unknown@x"/></list></other>
+<list xmlns="urn:other"><entry uri="sip:other-ns@x"/></list>
+</resource-lists>"#;
+        assert_eq!(
+            parse(doc.as_bytes(), 4),
+            Ok(vec![
+                entry("sip:a@x", None),
+                entry("sip:b@x", Some("B")),
+                entry("sip:A@x", None),
+                entry("sip:c@x", None),
+            ])
+        );
+        // Repeated URIs do not count against the cap.
+        assert_eq!(
+            parse(doc.as_bytes(), 3),
+            Err(ResourceListsError::TooManyEntries { max: 3 })
+        );
+        assert_eq!(
+            parse(
+                b"<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"/>",
+                0
+            ),
+            Ok(vec![])
+        );
+    }
+
+    #[test]
+    fn escapes_and_references() {
+        let doc = "\u{FEFF}<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"><list><entry uri=\"sip:a&amp;b@x;user=phone?h=&lt;&quot;&#x3e;\"><display-name>&lt;Élodie&gt; &amp; <![CDATA[<co>]]>&#x1F600;</display-name></entry></list></resource-lists>";
+        assert_eq!(
+            parse(doc.as_bytes(), 10),
+            Ok(vec![entry(
+                "sip:a&b@x;user=phone?h=<\">",
+                Some("<Élodie> & <co>😀")
+            )])
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"  ",
+            b"not xml",
+            b"<resource-lists/>",
+            b"<resource-lists xmlns=\"urn:other\"/>",
+            b"<list xmlns=\"urn:ietf:params:xml:ns:resource-lists\"/>",
+            b"<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\">",
+            b"<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"><list></resource-lists>",
+            b"<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"/><resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"/>",
+            b"<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"/>junk",
+            b"junk<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"/>",
+            b"<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"><x:list/></resource-lists>",
+            b"<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"><list><entry uri=\"a\" uri=\"b\"/></list></resource-lists>",
+            b"<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"><list><entry uri=\"&foo;\"/></list></resource-lists>",
+            b"<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"><list><entry uri=\"&#1;\"/></list></resource-lists>",
+            b"<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"><list><entry uri=\"a\x01\"/></list></resource-lists>",
+            b"<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"><list><entry uri=\"\xc3\x28\"/></list></resource-lists>",
+            b"<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\">&</resource-lists>",
+            b"<!DOCTYPE r [<!ENTITY a \"b\">]><resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"/>",
+        ];
+        for c in cases {
+            assert!(
+                matches!(parse(c, 10), Err(ResourceListsError::Invalid(_))),
+                "{}",
+                String::from_utf8_lossy(c)
+            );
+        }
+    }
+
+    #[test]
+    fn depth_is_bounded() {
+        let nest = |n: usize| {
+            let mut s =
+                String::from(r#"<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">"#);
+            for _ in 0..n {
+                s.push_str("<list>");
+            }
+            s.push_str(r#"<entry uri="sip:deep@x"/>"#);
+            for _ in 0..n {
+                s.push_str("</list>");
+            }
+            s.push_str("</resource-lists>");
+            s
+        };
+        // resource-lists + 14 lists + entry = 16 levels: accepted; one more: refused.
+        assert_eq!(parse(nest(14).as_bytes(), 10).map(|e| e.len()), Ok(1));
+        assert!(matches!(
+            parse(nest(15).as_bytes(), 10),
+            Err(ResourceListsError::Invalid(_))
+        ));
+        assert!(parse(nest(100_000).as_bytes(), 10).is_err());
+    }
+
+    #[test]
+    fn write_then_parse() {
+        let entries = vec![
+            entry("sip:+33612345678@127.0.0.1;user=phone", None),
+            entry("sip:a&b@x", Some("<Zoë> \"&\" 'x'\r\n\ttab")),
+            entry("sip:\"q\"<>@x\n", None),
+        ];
+        let mut out = Vec::new();
+        write(&entries, &mut out);
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\">"));
+        assert!(text.contains("<entry uri=\"sip:+33612345678@127.0.0.1;user=phone\"/>"));
+        let mut expected = entries.clone();
+        expected[2].uri = "sip:\"q\"<>@x".to_owned();
+        // The trailing LF of the URI is written as a reference, kept by normalization, then trimmed.
+        assert_eq!(parse(&out, 10), Ok(expected));
+    }
 }
