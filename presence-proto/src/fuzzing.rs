@@ -11,7 +11,7 @@ use bytes::Bytes;
 use crate::sip::{
     CSeq, ContentType, Event, Framer, HeaderName, Message, NameAddr, SubscriptionState, Uri, Via,
 };
-use crate::{Action, Config, ConnId, Server, pidf};
+use crate::{Action, Config, ConnId, Server, encoding, multipart, pidf, resource_lists, rlmi};
 
 /// Message parse → write → parse gives the same message (Content-Length aside: it is rewritten).
 pub fn sip_message(data: &[u8]) {
@@ -307,4 +307,99 @@ pub fn server(data: &[u8]) {
         stats.publications as u64 <= stats.requests_received,
         "more publications than requests"
     );
+}
+
+/// A resource list that parses writes into one that parses to the same entries, and the entry
+/// cap is exact.
+pub fn resource_lists(data: &[u8]) {
+    const MAX: usize = 1000;
+    let Ok(entries) = resource_lists::parse(data, MAX) else {
+        return;
+    };
+    let mut out = Vec::new();
+    resource_lists::write(&entries, &mut out);
+    assert_eq!(
+        resource_lists::parse(&out, MAX).as_ref(),
+        Ok(&entries),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+    if let Some(max) = entries.len().checked_sub(1) {
+        assert_eq!(
+            resource_lists::parse(data, max),
+            Err(resource_lists::ResourceListsError::TooManyEntries { max })
+        );
+    }
+}
+
+/// An RLMI document that parses writes into one that parses to the same list.
+pub fn rlmi(data: &[u8]) {
+    let Ok(list) = rlmi::parse(data) else { return };
+    let mut out = Vec::new();
+    rlmi::write(&list, &mut out);
+    assert_eq!(
+        rlmi::parse(&out).as_ref(),
+        Ok(&list),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
+/// Boundaries for inputs that do not start with a delimiter line.
+const BOUNDARIES: [&str; 4] = ["b", "----------x7Kq", "stub-boundary-350e922a8157", "a b"];
+
+/// A multipart body that parses writes (part by part) into one that parses to the same parts.
+/// The boundary is the rest of the first line when the input starts with `--`, otherwise one
+/// of [`BOUNDARIES`] chosen by the first byte (the body being the rest).
+pub fn multipart(data: &[u8]) {
+    const MAX_PARTS: usize = 64;
+    let (boundary, body) = if let Some(rest) = data.strip_prefix(b"--") {
+        let line = &rest[..memchr::memchr(b'\n', rest).unwrap_or(rest.len())];
+        let end = line
+            .iter()
+            .rposition(|&b| !matches!(b, b'\r' | b' ' | b'\t'))
+            .map_or(0, |i| i + 1);
+        (String::from_utf8_lossy(&line[..end]).into_owned(), data)
+    } else if let Some((&select, rest)) = data.split_first() {
+        let b = BOUNDARIES[usize::from(select) % BOUNDARIES.len()];
+        (b.to_owned(), rest)
+    } else {
+        return;
+    };
+    let Ok(parts) = multipart::parse(body, &boundary, MAX_PARTS) else {
+        return;
+    };
+    let mut out = Vec::new();
+    multipart::write(&mut out, &boundary, &parts);
+    assert_eq!(
+        multipart::parse(&out, &boundary, MAX_PARTS).as_ref(),
+        Ok(&parts),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+    if let Some(first) = parts.first() {
+        rlmi(&first.body);
+    }
+}
+
+/// Inflation never exceeds its cap, the cap is exact, and deflate → inflate is the identity
+/// (on the inflated body, and on the input itself). `Accept-Encoding` parsing never panics.
+pub fn inflate(data: &[u8]) {
+    const CAP: usize = 1 << 16;
+    let _ = encoding::accepts_deflate([data]);
+    if let Ok(out) = encoding::inflate(data, CAP) {
+        assert!(out.len() <= CAP);
+        assert_eq!(encoding::inflate(data, out.len()).as_ref(), Ok(&out));
+        if let Some(less) = out.len().checked_sub(1) {
+            assert_eq!(
+                encoding::inflate(data, less),
+                Err(encoding::InflateError::TooLarge)
+            );
+        }
+        let z = encoding::deflate(&out);
+        assert_eq!(encoding::inflate(&z, out.len()).as_ref(), Ok(&out));
+    }
+    let input = &data[..data.len().min(4096)];
+    let z = encoding::deflate(input);
+    assert_eq!(encoding::inflate(&z, input.len()).as_deref(), Ok(input));
 }

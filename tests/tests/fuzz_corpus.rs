@@ -56,3 +56,23 @@ fn pidf() {
 fn server() {
     replay("server", fuzzing::server);
 }
+
+#[test]
+fn resource_lists() {
+    replay("resource_lists", fuzzing::resource_lists);
+}
+
+#[test]
+fn rlmi() {
+    replay("rlmi", fuzzing::rlmi);
+}
+
+#[test]
+fn multipart() {
+    replay("multipart", fuzzing::multipart);
+}
+
+#[test]
+fn inflate() {
+    replay("inflate", fuzzing::inflate);
+}
