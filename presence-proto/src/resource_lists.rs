@@ -59,15 +59,19 @@ enum Open {
 /// `tracing::info!` line. Entries with an empty URI are skipped; a URI listed twice is kept once
 /// (the first). Elements are matched on (namespace, local name); unknown elements are ignored.
 ///
-/// Details: only entries that are children of a `<list>` (itself a child of the root or of a
-/// list) count; the depth bound is [`MAX_DEPTH`]. The display name is the text of the entry's
-/// first `<display-name>`, trimmed of XML white space; a blank one counts as absent.
+/// Details: one `tracing::info!` line per document, whatever the number of references (with
+/// their count and the first `ref`/`anchor`). Only entries that are children of a `<list>`
+/// (itself a child of the root or of a list) count; the depth bound is [`MAX_DEPTH`]. The
+/// display name is the text of the entry's first `<display-name>`, trimmed of XML white space;
+/// a blank one counts as absent.
 pub fn parse(body: &[u8], max_entries: usize) -> Result<Vec<Entry>, ResourceListsError> {
     let mut entries: Vec<Entry> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut stack: Vec<Open> = Vec::new();
     let mut name = String::new();
     let mut too_many = false;
+    let mut references = 0usize;
+    let mut first_reference = String::new();
     let result = xml::walk(body, MAX_DEPTH, |ev| {
         match ev {
             xml::Ev::Start {
@@ -103,12 +107,13 @@ pub fn parse(body: &[u8], max_entries: usize) -> Result<Vec<Entry>, ResourceList
                         }
                     }
                     Some(Open::List) if rl && (local == "entry-ref" || local == "external") => {
-                        let reference = xml::attr(attrs, "ref").or(xml::attr(attrs, "anchor"));
-                        tracing::info!(
-                            element = local,
-                            reference,
-                            "resource list: references are not resolved, skipped"
-                        );
+                        if references == 0 {
+                            first_reference = xml::attr(attrs, "ref")
+                                .or(xml::attr(attrs, "anchor"))
+                                .unwrap_or_default()
+                                .to_owned();
+                        }
+                        references += 1;
                         Open::Other
                     }
                     Some(Open::Entry(Some(i))) if rl && local == "display-name" => {
@@ -138,6 +143,14 @@ pub fn parse(body: &[u8], max_entries: usize) -> Result<Vec<Entry>, ResourceList
         }
         Ok(())
     });
+    if references > 0 {
+        // One line per document, however many references it holds.
+        tracing::info!(
+            references,
+            first = %first_reference,
+            "resource list: <entry-ref>/<external> not resolved, skipped"
+        );
+    }
     match result {
         Ok(()) => Ok(entries),
         Err(_) if too_many => Err(ResourceListsError::TooManyEntries { max: max_entries }),
