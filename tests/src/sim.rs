@@ -402,11 +402,19 @@ impl ListNotify {
     pub fn pidf_of(&self, uri: &str) -> Option<&str> {
         let r = self.rlmi.resources.iter().find(|r| r.uri == uri)?;
         let cid = r.instances.first()?.cid.as_deref()?;
-        self.parts.get(cid).or_else(|| self.parts.get(&format!("<{cid}>"))).map(String::as_str)
+        self.parts
+            .get(cid)
+            .or_else(|| self.parts.get(&format!("<{cid}>")))
+            .map(String::as_str)
     }
     /// URIs of resources that carry an instance.
     pub fn with_instances(&self) -> Vec<&str> {
-        self.rlmi.resources.iter().filter(|r| !r.instances.is_empty()).map(|r| r.uri.as_str()).collect()
+        self.rlmi
+            .resources
+            .iter()
+            .filter(|r| !r.instances.is_empty())
+            .map(|r| r.uri.as_str())
+            .collect()
     }
 }
 
@@ -414,34 +422,67 @@ impl ListNotify {
 /// inflates a deflated body, splits the parts and reads the RLMI.
 pub fn decode_list(n: &Message) -> ListNotify {
     use presence_proto::sip::{ContentType, SubscriptionState};
-    assert_eq!(header(n, HeaderName::Require).as_deref(), Some("eventlist"), "list NOTIFY without Require: eventlist");
-    let state = SubscriptionState::parse(n.header(&HeaderName::SubscriptionState).expect("Subscription-State"))
-        .expect("Subscription-State parses");
+    assert_eq!(
+        header(n, HeaderName::Require).as_deref(),
+        Some("eventlist"),
+        "list NOTIFY without Require: eventlist"
+    );
+    let state = SubscriptionState::parse(
+        n.header(&HeaderName::SubscriptionState)
+            .expect("Subscription-State"),
+    )
+    .expect("Subscription-State parses");
     let ct_raw = header(n, HeaderName::ContentType).expect("Content-Type");
     let ct = ContentType::parse(ct_raw.as_bytes()).expect("Content-Type parses");
     assert!(ct.is("multipart/related"), "{ct_raw}");
     assert!(ct_raw.contains("type=\"application/rlmi+xml\""), "{ct_raw}");
-    let boundary = ct.params.get("boundary").flatten().expect("boundary").trim_matches('"').to_owned();
-    assert!(ct_raw.ends_with(&format!("boundary={boundary}")), "boundary must be the last parameter: {ct_raw}");
-    let compressed = header(n, HeaderName::ContentEncoding).is_some_and(|e| e.eq_ignore_ascii_case("deflate"));
+    let boundary = ct
+        .params
+        .get("boundary")
+        .flatten()
+        .expect("boundary")
+        .trim_matches('"')
+        .to_owned();
+    assert!(
+        ct_raw.ends_with(&format!("boundary={boundary}")),
+        "boundary must be the last parameter: {ct_raw}"
+    );
+    let compressed =
+        header(n, HeaderName::ContentEncoding).is_some_and(|e| e.eq_ignore_ascii_case("deflate"));
     let body = if compressed {
         presence_proto::encoding::inflate(&n.body, 16 << 20).expect("inflates")
     } else {
         n.body.to_vec()
     };
-    let parts = presence_proto::multipart::parse(&body, &boundary, 100_000).expect("multipart parses");
+    let parts =
+        presence_proto::multipart::parse(&body, &boundary, 100_000).expect("multipart parses");
     assert!(!parts.is_empty());
     let first = &parts[0];
-    assert!(first.header("Content-Type").unwrap_or_default().starts_with("application/rlmi+xml"));
+    assert!(
+        first
+            .header("Content-Type")
+            .unwrap_or_default()
+            .starts_with("application/rlmi+xml")
+    );
     let rlmi = presence_proto::rlmi::parse(&first.body).expect("RLMI parses");
     let rlmi_cid = first.header("Content-ID").unwrap_or_default().to_owned();
     let mut map = BTreeMap::new();
     for p in &parts[1..] {
-        assert!(p.header("Content-Type").unwrap_or_default().starts_with("application/pidf+xml"));
+        assert!(
+            p.header("Content-Type")
+                .unwrap_or_default()
+                .starts_with("application/pidf+xml")
+        );
         let cid = p.header("Content-ID").expect("Content-ID").to_owned();
         map.insert(cid, String::from_utf8_lossy(&p.body).into_owned());
     }
-    ListNotify { rlmi, parts: map, rlmi_cid, compressed, state }
+    ListNotify {
+        rlmi,
+        parts: map,
+        rlmi_cid,
+        compressed,
+        state,
+    }
 }
 
 impl Ua {
@@ -449,7 +490,10 @@ impl Ua {
     pub fn list_body(entries: &[String]) -> Vec<u8> {
         let entries: Vec<presence_proto::resource_lists::Entry> = entries
             .iter()
-            .map(|u| presence_proto::resource_lists::Entry { uri: u.clone(), name: None })
+            .map(|u| presence_proto::resource_lists::Entry {
+                uri: u.clone(),
+                name: None,
+            })
             .collect();
         let mut out = Vec::new();
         presence_proto::resource_lists::write(&entries, &mut out);
@@ -457,7 +501,13 @@ impl Ua {
     }
 
     /// An initial list SUBSCRIBE (RFC 5367) carrying `body` (already encoded as `extra` says).
-    pub fn subscribe_list_msg(&mut self, list_uri: &str, body: &[u8], expires: u32, extra: &str) -> (Vec<u8>, Dialog) {
+    pub fn subscribe_list_msg(
+        &mut self,
+        list_uri: &str,
+        body: &[u8],
+        expires: u32,
+        extra: &str,
+    ) -> (Vec<u8>, Dialog) {
         let n = self.next();
         let d = Dialog {
             call_id: format!("list-{}-{n}", self.user),
@@ -481,7 +531,14 @@ impl Ua {
     }
 
     /// Subscribes to a list of `entries`; returns the dialog and the 200.
-    pub fn subscribe_list(&mut self, sim: &mut Sim, list_uri: &str, entries: &[String], expires: u32, extra: &str) -> (Dialog, Message) {
+    pub fn subscribe_list(
+        &mut self,
+        sim: &mut Sim,
+        list_uri: &str,
+        entries: &[String],
+        expires: u32,
+        extra: &str,
+    ) -> (Dialog, Message) {
         let body = Self::list_body(entries);
         let (m, mut d) = self.subscribe_list_msg(list_uri, &body, expires, extra);
         sim.send(self.conn, m);

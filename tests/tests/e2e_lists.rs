@@ -43,13 +43,19 @@ fn publish(c: &mut SipClient, user: &str, note: &str, n: u32) {
 }
 
 /// Reads list NOTIFYs (answering each) until `wanted` resources have had an instance; returns them.
-fn collect_until(c: &mut SipClient, wanted: &BTreeSet<String>, deadline: Duration) -> Vec<ListNotify> {
+fn collect_until(
+    c: &mut SipClient,
+    wanted: &BTreeSet<String>,
+    deadline: Duration,
+) -> Vec<ListNotify> {
     let end = Instant::now() + deadline;
     let mut got = Vec::new();
     let mut seen = BTreeSet::new();
     while !wanted.is_subset(&seen) {
         let left = end.saturating_duration_since(Instant::now());
-        let n = c.recv(left).unwrap_or_else(|e| panic!("waiting for list NOTIFYs ({seen:?} so far): {e:?}"));
+        let n = c
+            .recv(left)
+            .unwrap_or_else(|e| panic!("waiting for list NOTIFYs ({seen:?} so far): {e:?}"));
         assert_eq!(n.method(), Some("NOTIFY"), "{n}");
         c.send(&n.ok_response());
         let l = decode_list(&to_message(&n));
@@ -100,14 +106,30 @@ fn deflated_500_entry_list_subscription_end_to_end() {
     bob.send(&n.ok_response());
     assert_eq!(n.header("Event"), Some("Presence"));
     let full = decode_list(&to_message(&n));
-    assert!(full.compressed, "Accept-Encoding: deflate and a large body: compressed");
+    assert!(
+        full.compressed,
+        "Accept-Encoding: deflate and a large body: compressed"
+    );
     assert_eq!((full.rlmi.version, full.rlmi.full_state), (0, true));
     assert_eq!(full.rlmi.resources.len(), 500);
     let order: Vec<&str> = full.rlmi.resources.iter().map(|r| r.uri.as_str()).collect();
-    assert_eq!(order, entries.iter().map(String::as_str).collect::<Vec<_>>(), "list order kept");
+    assert_eq!(
+        order,
+        entries.iter().map(String::as_str).collect::<Vec<_>>(),
+        "list order kept"
+    );
     let mut with: Vec<&str> = full.with_instances();
     with.sort();
-    assert_eq!(with, published.iter().map(|u| aor(u)).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        with,
+        published
+            .iter()
+            .map(|u| aor(u))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+    );
     for u in published {
         let doc = full.pidf_of(&aor(u)).expect("a PIDF part per instance");
         assert!(doc.contains(&format!("first-{u}")), "{doc}");

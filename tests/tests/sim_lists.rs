@@ -12,18 +12,29 @@ use presence_tests::sim::{Sim, Ua, answer, decode_list, header};
 const LIST: &str = "sip:rls@example.org";
 
 fn uris(users: &[&str]) -> Vec<String> {
-    users.iter().map(|u| format!("sip:{u}@example.org")).collect()
+    users
+        .iter()
+        .map(|u| format!("sip:{u}@example.org"))
+        .collect()
 }
 
 /// A server where everyone sees everyone (bypass), so tests of list mechanics need no reverse
 /// subscriptions.
 fn open_sim(config: Config) -> Sim {
-    Sim::new(Config { bypass_condition: Some("sim-ua".into()), ..config })
+    Sim::new(Config {
+        bypass_condition: Some("sim-ua".into()),
+        ..config
+    })
 }
 
 fn publish(sim: &mut Sim, user: &str, note: &str) -> String {
     let mut ua = Ua::new(sim, user);
-    let r = ua.publish(sim, Some(&ua.pidf(&format!("t-{user}"), note, None)), Some(3600), None);
+    let r = ua.publish(
+        sim,
+        Some(&ua.pidf(&format!("t-{user}"), note, None)),
+        Some(3600),
+        None,
+    );
     assert_eq!(r.status(), Some(200));
     header(&r, HeaderName::SipEtag).unwrap()
 }
@@ -37,15 +48,29 @@ fn full_state_then_partial_changes_with_versions() {
     let (_d, r) = bob.subscribe_list(&mut sim, LIST, &uris(&["alice", "carol", "dave"]), 600, "");
     assert_eq!(r.status(), Some(200));
     assert_eq!(header(&r, HeaderName::Expires).as_deref(), Some("600"));
-    assert_eq!(header(&r, HeaderName::Require).as_deref(), Some("eventlist"));
+    assert_eq!(
+        header(&r, HeaderName::Require).as_deref(),
+        Some("eventlist")
+    );
     let n = bob.expect_notify(&mut sim, 200);
     let l = decode_list(&n);
     assert_eq!(l.state.state, "active");
     assert_eq!((l.rlmi.version, l.rlmi.full_state), (0, true));
     assert_eq!(l.rlmi.uri, LIST);
     let all: Vec<&str> = l.rlmi.resources.iter().map(|r| r.uri.as_str()).collect();
-    assert_eq!(all, ["sip:alice@example.org", "sip:carol@example.org", "sip:dave@example.org"]);
-    assert_eq!(l.with_instances(), ["sip:alice@example.org", "sip:carol@example.org"], "dave is unknown");
+    assert_eq!(
+        all,
+        [
+            "sip:alice@example.org",
+            "sip:carol@example.org",
+            "sip:dave@example.org"
+        ]
+    );
+    assert_eq!(
+        l.with_instances(),
+        ["sip:alice@example.org", "sip:carol@example.org"],
+        "dave is unknown"
+    );
     assert!(l.pidf_of("sip:alice@example.org").unwrap().contains("a0"));
     let inst = &l.rlmi.resources[0].instances[0];
     assert_eq!((inst.id.as_str(), inst.state.as_str()), ("1", "active"));
@@ -53,7 +78,12 @@ fn full_state_then_partial_changes_with_versions() {
     // A change later than the interval goes out at once, alone, as partial state.
     sim.advance(Duration::from_secs(3));
     let mut alice = Ua::new(&mut sim, "alice");
-    alice.publish(&mut sim, Some(&alice.pidf("t-alice", "a1", None)), Some(3600), None);
+    alice.publish(
+        &mut sim,
+        Some(&alice.pidf("t-alice", "a1", None)),
+        Some(3600),
+        None,
+    );
     let l = decode_list(&bob.expect_notify(&mut sim, 200));
     assert_eq!((l.rlmi.version, l.rlmi.full_state), (1, false));
     assert_eq!(l.with_instances(), ["sip:alice@example.org"]);
@@ -78,8 +108,16 @@ fn changes_within_the_interval_are_batched() {
     sim.advance(Duration::from_millis(500));
     publish(&mut sim, "dave", "d0");
     let mut alice = Ua::new(&mut sim, "alice");
-    alice.publish(&mut sim, Some(&alice.pidf("t-alice", "a1", None)), Some(3600), None);
-    assert!(sim.recv(bob.conn).is_none(), "nothing before 2 s after the last NOTIFY");
+    alice.publish(
+        &mut sim,
+        Some(&alice.pidf("t-alice", "a1", None)),
+        Some(3600),
+        None,
+    );
+    assert!(
+        sim.recv(bob.conn).is_none(),
+        "nothing before 2 s after the last NOTIFY"
+    );
     sim.advance(Duration::from_millis(999));
     assert!(sim.recv(bob.conn).is_none());
     sim.advance(Duration::from_millis(1));
@@ -87,14 +125,27 @@ fn changes_within_the_interval_are_batched() {
     assert_eq!(l.rlmi.version, 1);
     let mut got = l.with_instances();
     got.sort();
-    assert_eq!(got, ["sip:alice@example.org", "sip:carol@example.org", "sip:dave@example.org"]);
-    assert!(l.pidf_of("sip:alice@example.org").unwrap().contains("a1"), "latest state wins");
+    assert_eq!(
+        got,
+        [
+            "sip:alice@example.org",
+            "sip:carol@example.org",
+            "sip:dave@example.org"
+        ]
+    );
+    assert!(
+        l.pidf_of("sip:alice@example.org").unwrap().contains("a1"),
+        "latest state wins"
+    );
     assert!(sim.recv(bob.conn).is_none());
 }
 
 #[test]
 fn batching_interval_is_configurable() {
-    let mut sim = open_sim(Config { list_notify_interval: Duration::from_secs(10), ..Config::default() });
+    let mut sim = open_sim(Config {
+        list_notify_interval: Duration::from_secs(10),
+        ..Config::default()
+    });
     let mut bob = Ua::new(&mut sim, "bob");
     bob.subscribe_list(&mut sim, LIST, &uris(&["alice"]), 600, "");
     bob.expect_notify(&mut sim, 200);
@@ -103,7 +154,10 @@ fn batching_interval_is_configurable() {
     sim.advance(Duration::from_millis(8999));
     assert!(sim.recv(bob.conn).is_none());
     sim.advance(Duration::from_millis(1));
-    assert_eq!(decode_list(&bob.expect_notify(&mut sim, 200)).with_instances(), ["sip:alice@example.org"]);
+    assert_eq!(
+        decode_list(&bob.expect_notify(&mut sim, 200)).with_instances(),
+        ["sip:alice@example.org"]
+    );
 }
 
 #[test]
@@ -113,22 +167,41 @@ fn notify_limit_splits_a_1000_entry_list_and_every_resource_arrives_once() {
     let mut publisher = Ua::new(&mut sim, "x");
     for u in &users {
         publisher.user = u.clone();
-        let r = publisher.publish(&mut sim, Some(&publisher.pidf("t", u, None)), Some(3600), None);
+        let r = publisher.publish(
+            &mut sim,
+            Some(&publisher.pidf("t", u, None)),
+            Some(3600),
+            None,
+        );
         assert_eq!(r.status(), Some(200));
     }
     let mut bob = Ua::new(&mut sim, "bob");
-    let entries: Vec<String> = users.iter().map(|u| format!("sip:{u}@example.org")).collect();
+    let entries: Vec<String> = users
+        .iter()
+        .map(|u| format!("sip:{u}@example.org"))
+        .collect();
     bob.subscribe_list(&mut sim, LIST, &entries, 600, "");
     let l = decode_list(&bob.expect_notify(&mut sim, 200));
-    assert_eq!(l.rlmi.resources.len(), 1000, "full state lists every resource");
-    assert_eq!(l.with_instances().len(), 200, "at most notify-limit instances");
+    assert_eq!(
+        l.rlmi.resources.len(),
+        1000,
+        "full state lists every resource"
+    );
+    assert_eq!(
+        l.with_instances().len(),
+        200,
+        "at most notify-limit instances"
+    );
     let mut seen: BTreeMap<String, u32> = BTreeMap::new();
     for uri in l.with_instances() {
         *seen.entry(uri.to_owned()).or_default() += 1;
     }
     let mut versions = vec![l.rlmi.version];
     for _ in 0..4 {
-        assert!(sim.recv(bob.conn).is_none(), "follow-ups wait for the overflow delay");
+        assert!(
+            sim.recv(bob.conn).is_none(),
+            "follow-ups wait for the overflow delay"
+        );
         sim.advance(Duration::from_millis(500));
         let l = decode_list(&bob.expect_notify(&mut sim, 200));
         assert!(!l.rlmi.full_state);
@@ -136,7 +209,10 @@ fn notify_limit_splits_a_1000_entry_list_and_every_resource_arrives_once() {
         versions.push(l.rlmi.version);
         for uri in l.with_instances() {
             let user = &uri[4..9];
-            assert!(l.pidf_of(uri).unwrap().contains(user), "part matches its resource");
+            assert!(
+                l.pidf_of(uri).unwrap().contains(user),
+                "part matches its resource"
+            );
             *seen.entry(uri.to_owned()).or_default() += 1;
         }
     }
@@ -155,7 +231,10 @@ fn refresh_sends_full_state_and_expiry_terminates() {
     let (mut d, _) = bob.subscribe_list(&mut sim, LIST, &uris(&["alice", "carol"]), 100, "");
     bob.expect_notify(&mut sim, 200);
     sim.advance(Duration::from_secs(50));
-    let m = bob.resubscribe_msg(&mut d, 100).replace("Event: presence\r\n", "Event: presence\r\nSupported: eventlist\r\n");
+    let m = bob.resubscribe_msg(&mut d, 100).replace(
+        "Event: presence\r\n",
+        "Event: presence\r\nSupported: eventlist\r\n",
+    );
     sim.send(bob.conn, m);
     let r = bob.expect_response(&mut sim);
     assert_eq!(r.status(), Some(200));
@@ -201,14 +280,21 @@ fn compression_follows_accept_encoding() {
             publish(&mut sim, u, "hello hello hello");
         }
         let mut bob = Ua::new(&mut sim, "bob");
-        let entries: Vec<String> = users.iter().map(|u| format!("sip:{u}@example.org")).collect();
+        let entries: Vec<String> = users
+            .iter()
+            .map(|u| format!("sip:{u}@example.org"))
+            .collect();
         bob.subscribe_list(&mut sim, LIST, &entries, 600, extra);
         let n = bob.expect_notify(&mut sim, 200);
         let l = decode_list(&n);
         assert_eq!(l.compressed, compressed, "with {extra:?}");
         assert_eq!(l.with_instances().len(), 20);
         if compressed {
-            assert!(n.body.len() < 2000, "20 similar documents compress well: {}", n.body.len());
+            assert!(
+                n.body.len() < 2000,
+                "20 similar documents compress well: {}",
+                n.body.len()
+            );
         }
     }
 }
@@ -223,7 +309,13 @@ fn compressed_request_bodies_are_inflated_and_bombs_refused() {
     let (m, _) = bob.subscribe_list_msg(LIST, &z, 600, "Content-Encoding: deflate\r\n");
     sim.send(bob.conn, m);
     assert_eq!(bob.expect_response(&mut sim).status(), Some(200));
-    assert_eq!(decode_list(&bob.expect_notify(&mut sim, 200)).rlmi.resources.len(), 2);
+    assert_eq!(
+        decode_list(&bob.expect_notify(&mut sim, 200))
+            .rlmi
+            .resources
+            .len(),
+        2
+    );
     // 4 MiB of spaces inside the XML: inflates past the 1 MiB cap.
     let mut bomb_src = b"<?xml version=\"1.0\"?>".to_vec();
     bomb_src.extend(std::iter::repeat_n(b' ', 4 << 20));
@@ -233,31 +325,48 @@ fn compressed_request_bodies_are_inflated_and_bombs_refused() {
     sim.send(bob.conn, m);
     let r = bob.expect_response(&mut sim);
     assert_eq!(r.status(), Some(413));
-    let (m, _) = bob.subscribe_list_msg(LIST, b"not deflate at all", 600, "Content-Encoding: deflate\r\n");
+    let (m, _) = bob.subscribe_list_msg(
+        LIST,
+        b"not deflate at all",
+        600,
+        "Content-Encoding: deflate\r\n",
+    );
     sim.send(bob.conn, m);
     assert_eq!(bob.expect_response(&mut sim).status(), Some(400));
     let (m, _) = bob.subscribe_list_msg(LIST, &body, 600, "Content-Encoding: br\r\n");
     sim.send(bob.conn, m);
     let r = bob.expect_response(&mut sim);
     assert_eq!(r.status(), Some(415));
-    assert_eq!(header(&r, HeaderName::AcceptEncoding).as_deref(), Some("deflate"));
+    assert_eq!(
+        header(&r, HeaderName::AcceptEncoding).as_deref(),
+        Some("deflate")
+    );
     assert_eq!(sim.server.stats().subscriptions, 1);
 }
 
 #[test]
 fn content_id_forms_legacy_and_rfc() {
     for legacy in [true, false] {
-        let mut sim = open_sim(Config { support_legacy_client: legacy, ..Config::default() });
+        let mut sim = open_sim(Config {
+            support_legacy_client: legacy,
+            ..Config::default()
+        });
         publish(&mut sim, "alice", "a0");
         let mut bob = Ua::new(&mut sim, "bob");
         bob.subscribe_list(&mut sim, LIST, &uris(&["alice"]), 600, "");
         let n = bob.expect_notify(&mut sim, 200);
-        assert_eq!(header(&n, HeaderName::Event).as_deref(), Some(if legacy { "Presence" } else { "presence" }));
+        assert_eq!(
+            header(&n, HeaderName::Event).as_deref(),
+            Some(if legacy { "Presence" } else { "presence" })
+        );
         let l = decode_list(&n);
         let cid = l.rlmi.resources[0].instances[0].cid.clone().unwrap();
         let part_cid = l.parts.keys().next().unwrap().clone();
         if legacy {
-            assert_eq!(part_cid, cid, "legacy: bare Content-ID equal to the RLMI cid");
+            assert_eq!(
+                part_cid, cid,
+                "legacy: bare Content-ID equal to the RLMI cid"
+            );
             assert!(!l.rlmi_cid.starts_with('<'));
         } else {
             assert_eq!(part_cid, format!("<{cid}>"));
@@ -269,7 +378,10 @@ fn content_id_forms_legacy_and_rfc() {
 
 #[test]
 fn bad_list_requests_get_clear_answers() {
-    let mut sim = open_sim(Config { max_list_entries: 10, ..Config::default() });
+    let mut sim = open_sim(Config {
+        max_list_entries: 10,
+        ..Config::default()
+    });
     let mut bob = Ua::new(&mut sim, "bob");
     let cases: Vec<(Vec<u8>, &str, u16, Option<&str>)> = vec![
         (Vec::new(), "", 400, Some("empty")),
@@ -283,17 +395,31 @@ fn bad_list_requests_get_clear_answers() {
         let r = bob.expect_response(&mut sim);
         assert_eq!(r.status(), Some(code));
         if let Some(w) = warn {
-            assert!(header(&r, HeaderName::Warning).unwrap().contains(w), "{:?}", header(&r, HeaderName::Warning));
+            assert!(
+                header(&r, HeaderName::Warning).unwrap().contains(w),
+                "{:?}",
+                header(&r, HeaderName::Warning)
+            );
         }
     }
     let (m, _) = bob.subscribe_list_msg(LIST, b"x", 600, "");
-    sim.send(bob.conn, String::from_utf8(m).unwrap().replace("application/resource-lists+xml", "text/plain"));
+    sim.send(
+        bob.conn,
+        String::from_utf8(m)
+            .unwrap()
+            .replace("application/resource-lists+xml", "text/plain"),
+    );
     let r = bob.expect_response(&mut sim);
     assert_eq!(r.status(), Some(415));
-    assert_eq!(header(&r, HeaderName::Accept).as_deref(), Some("application/resource-lists+xml"));
+    assert_eq!(
+        header(&r, HeaderName::Accept).as_deref(),
+        Some("application/resource-lists+xml")
+    );
     // Bodyless: no server-known lists configured.
     let (m, _) = bob.subscribe_list_msg(LIST, b"", 600, "");
-    let m = String::from_utf8(m).unwrap().replace("Content-Type: application/resource-lists+xml\r\n", "");
+    let m = String::from_utf8(m)
+        .unwrap()
+        .replace("Content-Type: application/resource-lists+xml\r\n", "");
     sim.send(bob.conn, m);
     assert_eq!(bob.expect_response(&mut sim).status(), Some(415));
     assert_eq!(sim.server.stats().subscriptions, 0);
@@ -310,16 +436,34 @@ fn mutual_rule_applies_per_resource() {
     let mut sim = Sim::new(Config::default());
     let mut alice = Ua::new(&mut sim, "alice");
     let mut carol = Ua::new(&mut sim, "carol");
-    alice.publish(&mut sim, Some(&alice.pidf("ta", "alice-secret", None)), Some(3600), None);
-    carol.publish(&mut sim, Some(&carol.pidf("tc", "carol-secret", None)), Some(3600), None);
+    alice.publish(
+        &mut sim,
+        Some(&alice.pidf("ta", "alice-secret", None)),
+        Some(3600),
+        None,
+    );
+    carol.publish(
+        &mut sim,
+        Some(&carol.pidf("tc", "carol-secret", None)),
+        Some(3600),
+        None,
+    );
     // alice watches bob back; carol does not.
     let (mut ad, _) = alice.subscribe(&mut sim, "sip:bob@example.org", Some(3600));
     alice.expect_notify(&mut sim, 200);
     let mut bob = Ua::new(&mut sim, "bob");
     bob.subscribe_list(&mut sim, LIST, &uris(&["alice", "carol"]), 600, "");
     let l = decode_list(&bob.expect_notify(&mut sim, 200));
-    assert_eq!(l.with_instances(), ["sip:alice@example.org"], "only the mutual resource is shown");
-    assert!(l.pidf_of("sip:alice@example.org").unwrap().contains("alice-secret"));
+    assert_eq!(
+        l.with_instances(),
+        ["sip:alice@example.org"],
+        "only the mutual resource is shown"
+    );
+    assert!(
+        l.pidf_of("sip:alice@example.org")
+            .unwrap()
+            .contains("alice-secret")
+    );
     // Owner of a list counts as a watcher: alice (watching bob) was upgraded when bob listed her.
     alice.expect_notify(&mut sim, 200);
     // carol starts watching bob: her resource appears.
@@ -328,7 +472,11 @@ fn mutual_rule_applies_per_resource() {
     carol.expect_notify(&mut sim, 200);
     let l = decode_list(&bob.expect_notify(&mut sim, 200));
     assert_eq!(l.with_instances(), ["sip:carol@example.org"]);
-    assert!(l.pidf_of("sip:carol@example.org").unwrap().contains("carol-secret"));
+    assert!(
+        l.pidf_of("sip:carol@example.org")
+            .unwrap()
+            .contains("carol-secret")
+    );
     // alice stops: her resource is downgraded to the restricted document.
     sim.advance(Duration::from_secs(3));
     alice.resubscribe(&mut sim, &mut ad, 0);
@@ -336,7 +484,10 @@ fn mutual_rule_applies_per_resource() {
     let l = decode_list(&bob.expect_notify(&mut sim, 200));
     assert_eq!(l.with_instances(), ["sip:alice@example.org"]);
     let doc = l.pidf_of("sip:alice@example.org").unwrap();
-    assert!(!doc.contains("alice-secret") && doc.contains("No presence information"), "{doc}");
+    assert!(
+        !doc.contains("alice-secret") && doc.contains("No presence information"),
+        "{doc}"
+    );
 }
 
 #[test]
@@ -345,18 +496,30 @@ fn linphone_list_subscribe_from_the_trace_is_accepted_as_it_is() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/traces").into());
     let text = std::fs::read_to_string(dir.join("linphone-subscribe-rls-list.txt")).expect("trace");
-    let start = text.find("\nSUBSCRIBE sip:rls@127.0.0.1 SIP/2.0\r\n").expect("the list SUBSCRIBE") + 1;
+    let start = text
+        .find("\nSUBSCRIBE sip:rls@127.0.0.1 SIP/2.0\r\n")
+        .expect("the list SUBSCRIBE")
+        + 1;
     let head_end = start + text[start..].find("\r\n\r\n").unwrap() + 4;
-    let mut wire = text[start..head_end].as_bytes().to_vec();
-    let body = std::fs::read(dir.join("bin/linphone-subscribe-rls-list-msg15.bin")).expect("raw body");
+    let mut wire = text.as_bytes()[start..head_end].to_vec();
+    let body =
+        std::fs::read(dir.join("bin/linphone-subscribe-rls-list-msg15.bin")).expect("raw body");
     assert_eq!(body.len(), 211);
     wire.extend_from_slice(&body);
 
     // liblinphone's User-Agent here is "Unknown": let it bypass the mutual rule.
-    let mut sim = Sim::new(Config { bypass_condition: Some("unknown".into()), ..Config::default() });
+    let mut sim = Sim::new(Config {
+        bypass_condition: Some("unknown".into()),
+        ..Config::default()
+    });
     let mut alice = Ua::new(&mut sim, "alice");
     alice.domain = "127.0.0.1".into();
-    alice.publish(&mut sim, Some(&alice.pidf("ta", "Gone fishing", Some("away"))), Some(600), None);
+    alice.publish(
+        &mut sim,
+        Some(&alice.pidf("ta", "Gone fishing", Some("away"))),
+        Some(600),
+        None,
+    );
     let conn = sim.connect_from("127.0.0.1:50168".parse().unwrap());
     sim.send(conn, &wire);
     let r = sim.recv(conn).expect("response");
@@ -365,9 +528,20 @@ fn linphone_list_subscribe_from_the_trace_is_accepted_as_it_is() {
     sim.send(conn, answer(&n, 200));
     let l = decode_list(&n);
     let all: Vec<&str> = l.rlmi.resources.iter().map(|r| r.uri.as_str()).collect();
-    assert_eq!(all, ["sip:+33612345678@127.0.0.1;user=phone", "sip:alice@127.0.0.1", "sip:dave@127.0.0.1"]);
+    assert_eq!(
+        all,
+        [
+            "sip:+33612345678@127.0.0.1;user=phone",
+            "sip:alice@127.0.0.1",
+            "sip:dave@127.0.0.1"
+        ]
+    );
     assert_eq!(l.rlmi.uri, "sip:rls@127.0.0.1");
     assert_eq!(l.with_instances(), ["sip:alice@127.0.0.1"]);
-    assert!(l.pidf_of("sip:alice@127.0.0.1").unwrap().contains("Gone fishing"));
+    assert!(
+        l.pidf_of("sip:alice@127.0.0.1")
+            .unwrap()
+            .contains("Gone fishing")
+    );
     assert!(l.compressed, "liblinphone sent Accept-Encoding: deflate");
 }
