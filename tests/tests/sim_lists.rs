@@ -490,58 +490,94 @@ fn mutual_rule_applies_per_resource() {
     );
 }
 
-#[test]
-fn linphone_list_subscribe_from_the_trace_is_accepted_as_it_is() {
+/// The list SUBSCRIBE of a capture, as it was on the wire (compressed bodies from `bin/`).
+fn captured_list_subscribe(file: &str, bin: Option<&str>) -> Vec<u8> {
     let dir = std::env::var_os("PRESENCE_TRACES_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/traces").into());
-    let text = std::fs::read_to_string(dir.join("linphone-subscribe-rls-list.txt")).expect("trace");
+    let text = std::fs::read_to_string(dir.join(file)).expect("trace");
     let start = text
         .find("\nSUBSCRIBE sip:rls@127.0.0.1 SIP/2.0\r\n")
         .expect("the list SUBSCRIBE")
         + 1;
     let head_end = start + text[start..].find("\r\n\r\n").unwrap() + 4;
     let mut wire = text.as_bytes()[start..head_end].to_vec();
-    let body =
-        std::fs::read(dir.join("bin/linphone-subscribe-rls-list-msg15.bin")).expect("raw body");
-    assert_eq!(body.len(), 211);
-    wire.extend_from_slice(&body);
-
-    // liblinphone's User-Agent here is "Unknown": let it bypass the mutual rule.
-    let mut sim = Sim::new(Config {
-        bypass_condition: Some("unknown".into()),
-        ..Config::default()
-    });
-    let mut alice = Ua::new(&mut sim, "alice");
-    alice.domain = "127.0.0.1".into();
-    alice.publish(
-        &mut sim,
-        Some(&alice.pidf("ta", "Gone fishing", Some("away"))),
-        Some(600),
-        None,
-    );
-    let conn = sim.connect_from("127.0.0.1:50168".parse().unwrap());
-    sim.send(conn, &wire);
-    let r = sim.recv(conn).expect("response");
-    assert_eq!(r.status(), Some(200), "{r:?}");
-    let n = sim.recv(conn).expect("NOTIFY");
-    sim.send(conn, answer(&n, 200));
-    let l = decode_list(&n);
-    let all: Vec<&str> = l.rlmi.resources.iter().map(|r| r.uri.as_str()).collect();
+    let head = String::from_utf8_lossy(&wire).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0);
+    match bin {
+        Some(bin) => {
+            wire.extend_from_slice(&std::fs::read(dir.join("bin").join(bin)).expect("raw body"))
+        }
+        None => wire.extend_from_slice(&text.as_bytes()[head_end..head_end + len]),
+    }
     assert_eq!(
-        all,
-        [
-            "sip:+33612345678@127.0.0.1;user=phone",
-            "sip:alice@127.0.0.1",
-            "sip:dave@127.0.0.1"
-        ]
+        wire.len() - (head_end - start),
+        len,
+        "body length matches Content-Length"
     );
-    assert_eq!(l.rlmi.uri, "sip:rls@127.0.0.1");
-    assert_eq!(l.with_instances(), ["sip:alice@127.0.0.1"]);
-    assert!(
-        l.pidf_of("sip:alice@127.0.0.1")
-            .unwrap()
-            .contains("Gone fishing")
-    );
-    assert!(l.compressed, "liblinphone sent Accept-Encoding: deflate");
+    wire
+}
+
+#[test]
+fn linphone_list_subscribes_from_the_traces_are_accepted_as_they_are() {
+    let cases: [(&str, Option<&str>, &[&str]); 3] = [
+        (
+            "linphone-subscribe-rls-list.txt",
+            Some("linphone-subscribe-rls-list-msg15.bin"),
+            &[
+                "sip:+33612345678@127.0.0.1;user=phone",
+                "sip:alice@127.0.0.1",
+                "sip:dave@127.0.0.1",
+            ],
+        ),
+        (
+            "linphonec-subscribe-rls-list.txt",
+            Some("linphonec-subscribe-rls-list-msg9.bin"),
+            &["sip:alice@127.0.0.1", "sip:carol@127.0.0.1"],
+        ),
+        (
+            "linphone-subscribe-rls-list-small.txt",
+            None,
+            &["sip:alice@127.0.0.1"],
+        ),
+    ];
+    for (file, bin, resources) in cases {
+        let wire = captured_list_subscribe(file, bin);
+        // alice publishes and watches bob back, so bob's list may show her (mutual rule).
+        let mut sim = Sim::new(Config::default());
+        let mut alice = Ua::new(&mut sim, "alice");
+        alice.domain = "127.0.0.1".into();
+        alice.publish(
+            &mut sim,
+            Some(&alice.pidf("ta", "Gone fishing", Some("away"))),
+            Some(600),
+            None,
+        );
+        alice.subscribe(&mut sim, "sip:bob@127.0.0.1", Some(600));
+        alice.expect_notify(&mut sim, 200);
+        let conn = sim.connect_from("127.0.0.1:50168".parse().unwrap());
+        sim.send(conn, &wire);
+        let r = sim.recv(conn).expect("response");
+        assert_eq!(r.status(), Some(200), "{file}: {r:?}");
+        let n = sim.recv(conn).expect("NOTIFY");
+        sim.send(conn, answer(&n, 200));
+        let l = decode_list(&n);
+        let all: Vec<&str> = l.rlmi.resources.iter().map(|r| r.uri.as_str()).collect();
+        assert_eq!(all, resources, "{file}");
+        assert_eq!(l.rlmi.uri, "sip:rls@127.0.0.1");
+        assert_eq!(l.with_instances(), ["sip:alice@127.0.0.1"], "{file}");
+        assert!(
+            l.pidf_of("sip:alice@127.0.0.1")
+                .unwrap()
+                .contains("Gone fishing")
+        );
+        assert!(
+            l.compressed,
+            "{file}: liblinphone sent Accept-Encoding: deflate"
+        );
+    }
 }
