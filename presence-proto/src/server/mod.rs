@@ -42,6 +42,16 @@ pub struct Target {
     pub port: u16,
 }
 
+impl Target {
+    /// The address, when the host is an IP literal (IPv6 with or without brackets).
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        host.parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, self.port))
+    }
+}
+
 /// Something the runtime must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -252,43 +262,29 @@ impl Server {
     }
 
     /// The connection to send on towards `target`: an open one to that address, or a new one.
-    fn conn_to(&mut self, target: crate::server::Target) -> ConnId {
-        let ip = target
-            .host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .ok();
-        if let Some(ip) = ip {
-            let addr = SocketAddr::new(ip, target.port);
-            if let Some(c) = self.conn_by_addr.get(&addr) {
-                return *c;
-            }
-            let id = self.alloc_conn();
-            self.conns.insert(
-                id,
-                Connection {
-                    remote: Some(addr),
-                    framer: Framer::new(self.config.max_message_size),
-                },
-            );
-            self.conn_by_addr.insert(addr, id);
-            self.output.connect(Action::Connect { conn: id, target });
-            return id;
-        }
+    fn conn_to(&mut self, target: Target) -> ConnId {
+        let addr = target.socket_addr();
         let key = (target.host.to_ascii_lowercase(), target.port);
-        if let Some(c) = self.conn_by_target.get(&key) {
+        let existing = match addr {
+            Some(addr) => self.conn_by_addr.get(&addr),
+            None => self.conn_by_target.get(&key),
+        };
+        if let Some(c) = existing {
             return *c;
         }
         let id = self.alloc_conn();
+        let framer = Framer::new(self.config.max_message_size);
         self.conns.insert(
             id,
             Connection {
-                remote: None,
-                framer: Framer::new(self.config.max_message_size),
+                remote: addr,
+                framer,
             },
         );
-        self.conn_by_target.insert(key, id);
+        match addr {
+            Some(addr) => self.conn_by_addr.insert(addr, id),
+            None => self.conn_by_target.insert(key, id),
+        };
         self.output.connect(Action::Connect { conn: id, target });
         id
     }

@@ -121,16 +121,6 @@ fn hop(uri: &Uri) -> Target {
     }
 }
 
-fn target_addr(t: &Target) -> Option<SocketAddr> {
-    let ip = t
-        .host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<std::net::IpAddr>()
-        .ok()?;
-    Some(SocketAddr::new(ip, t.port))
-}
-
 fn push_line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
@@ -283,7 +273,7 @@ impl Server {
         };
         // Reuse the inbound connection when it is the next hop, or when the UA talks to us
         // directly (one Via, no route set): its Contact may not be reachable from here.
-        let reuse = target_addr(&next_hop) == Some(remote) || (routes.is_empty() && via_count <= 1);
+        let reuse = next_hop.socket_addr() == Some(remote) || (routes.is_empty() && via_count <= 1);
 
         let mut fixed = Vec::with_capacity(512);
         fixed.extend_from_slice(b"Max-Forwards: 70\r\n");
@@ -423,7 +413,7 @@ impl Server {
             }
         }
         // A refresh arriving over a live connection from the next hop is the best path back.
-        if target_addr(&sub.next_hop) == Some(remote) {
+        if sub.next_hop.socket_addr() == Some(remote) {
             sub.conn = Some(conn);
         }
         let exp = itoa::Buffer::new().format(expires).as_bytes().to_vec();
