@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use presence_proto::{Action, ConnId, Server, Target};
+use presence_proto::{Action, ConnId, Query, QueryError, QueryId, QueryResult, Server, Target};
 
 use crate::settings::DaemonConfig;
 use crate::transport::contact_uri;
@@ -45,6 +45,7 @@ pub trait Core {
     fn handle_timeout(&mut self, now: Instant);
     fn poll_action(&mut self) -> Option<Action>;
     fn poll_timeout(&self) -> Option<Instant>;
+    fn query_result(&mut self, now: Instant, id: QueryId, result: Result<QueryResult, QueryError>);
 }
 
 impl Core for Server {
@@ -65,6 +66,9 @@ impl Core for Server {
     }
     fn poll_timeout(&self) -> Option<Instant> {
         Server::poll_timeout(self)
+    }
+    fn query_result(&mut self, now: Instant, id: QueryId, result: Result<QueryResult, QueryError>) {
+        Server::query_result(self, now, id, result)
     }
 }
 
@@ -141,9 +145,24 @@ impl<C: Core, W: Outlet> Driver<C, W> {
         self.core.handle_timeout(now);
     }
 
+    /// Hands a query's outcome to the core.
+    pub fn query_result(
+        &mut self,
+        now: Instant,
+        id: QueryId,
+        result: Result<QueryResult, QueryError>,
+    ) {
+        self.core.query_result(now, id, result);
+    }
+
     /// Performs every pending action: `Send` goes to the connection's writer, `Close` drops it,
-    /// `Connect` asks `connect` to start an outbound connection and return its writer.
-    pub fn drain(&mut self, mut connect: impl FnMut(ConnId, Target) -> W) {
+    /// `Connect` asks `connect` to start an outbound connection and return its writer, `Query`
+    /// goes to `query` (which runs it and reports through [`Driver::query_result`]).
+    pub fn drain(
+        &mut self,
+        mut connect: impl FnMut(ConnId, Target) -> W,
+        mut query: impl FnMut(QueryId, Query),
+    ) {
         while let Some(action) = self.core.poll_action() {
             match action {
                 Action::Send { conn, data } => match self.conns.get(&conn) {
@@ -163,6 +182,7 @@ impl<C: Core, W: Outlet> Driver<C, W> {
                     tracing::debug!(?conn, "closing");
                     self.conns.remove(&conn);
                 }
+                Action::Query { id, query: q } => query(id, q),
             }
         }
     }

@@ -142,18 +142,7 @@ fn drain(server: &mut Server, responses: &mut Vec<Vec<u8>>) {
 }
 
 fn answer(m: &Message) -> Vec<u8> {
-    use presence_proto::sip::HeaderName as H;
-    let mut out = b"SIP/2.0 200 OK\r\n".to_vec();
-    for h in &m.headers {
-        if matches!(h.name, H::Via | H::From | H::To | H::CallId | H::CSeq) {
-            out.extend_from_slice(h.name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(&h.value);
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
-    out
+    m.response_skeleton(200, "OK")
 }
 
 /// A 200-resource list NOTIFY (RLMI + 200 PIDF parts + deflate): the full state sent on each

@@ -39,6 +39,28 @@ pub struct Config {
     pub max_list_entries: usize,
     /// Largest size a `Content-Encoding: deflate` request body may inflate to.
     pub max_inflated_size: usize,
+    /// Long-term presence: watched presentities are looked up in the account database; an
+    /// existing account without publication appears open and away (`long-term-enabled`).
+    pub long_term_enabled: bool,
+    /// A bodyless list SUBSCRIBE asks the database for the list (`rls-database-request` is set).
+    pub server_known_lists: bool,
+    /// How long the core waits for a query's result before answering without it.
+    pub query_timeout: Duration,
+    /// Most users looked up by one `Query::Accounts`.
+    pub max_query_batch: usize,
+    /// Most queries in flight at once; more wait in a queue.
+    pub max_inflight_queries: usize,
+    /// Most queries waiting for a slot; beyond, requests needing one get 503.
+    pub max_queued_queries: usize,
+    /// Account lookups remembered (found or not).
+    pub account_cache_size: usize,
+    /// How long an account lookup is remembered.
+    pub account_cache_lifetime: Duration,
+    /// How long the time of a user's last activity is remembered (`last-activity-retention-time`).
+    pub last_activity_retention: Duration,
+    /// Wall-clock time at one instant, to write timestamps (the core reads no clock); None: no
+    /// timestamps are written.
+    pub wall_clock: Option<(std::time::Instant, std::time::SystemTime)>,
 }
 
 impl Default for Config {
@@ -60,6 +82,16 @@ impl Default for Config {
             list_overflow_delay: Duration::from_millis(500),
             max_list_entries: 5000,
             max_inflated_size: 1024 * 1024,
+            long_term_enabled: false,
+            server_known_lists: false,
+            query_timeout: Duration::from_secs(5),
+            max_query_batch: 100,
+            max_inflight_queries: 32,
+            max_queued_queries: 1000,
+            account_cache_size: 100_000,
+            account_cache_lifetime: Duration::from_secs(300),
+            last_activity_retention: Duration::from_secs(86_400),
+            wall_clock: None,
         }
     }
 }

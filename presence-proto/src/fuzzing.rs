@@ -247,23 +247,7 @@ pub fn server(data: &[u8]) {
                 let b = byte(&mut i);
                 let code = [200u16, 408, 481, 500][usize::from(b) % 4];
                 if let (Some(n), Some(c)) = (&last_notify, pick(b, &open)) {
-                    let mut resp = format!("SIP/2.0 {code} X\r\n").into_bytes();
-                    for h in &n.headers {
-                        if matches!(
-                            h.name,
-                            HeaderName::Via
-                                | HeaderName::From
-                                | HeaderName::To
-                                | HeaderName::CallId
-                                | HeaderName::CSeq
-                        ) {
-                            resp.extend_from_slice(h.name.as_str().as_bytes());
-                            resp.extend_from_slice(b": ");
-                            resp.extend_from_slice(&h.value);
-                            resp.extend_from_slice(b"\r\n");
-                        }
-                    }
-                    resp.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+                    let resp = n.response_skeleton(code, "X");
                     server.connection_data(now, c, &resp);
                 }
             }
@@ -287,6 +271,7 @@ pub fn server(data: &[u8]) {
                         }
                     }
                 }
+                Action::Query { .. } => {}
                 Action::Close { conn } => {
                     assert!(known.contains(&conn), "Close of an unknown connection");
                     closed.insert(conn);

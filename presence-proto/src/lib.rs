@@ -10,6 +10,7 @@ pub mod encoding;
 pub mod fuzzing;
 pub mod multipart;
 pub mod pidf;
+pub mod query;
 pub mod resource_lists;
 pub mod rlmi;
 pub mod rng;
@@ -17,4 +18,5 @@ pub mod server;
 pub mod sip;
 
 pub use config::Config;
+pub use query::{AccountRow, Query, QueryError, QueryId, QueryResult};
 pub use server::{Action, ConnId, Server, Stats, Target};

@@ -146,16 +146,28 @@ pub async fn serve<C: Core>(
                 driver.timeout(now);
             }
         }
-        driver.drain(|conn, target| {
-            let (out_tx, out_rx) = mpsc::unbounded_channel();
-            tasks.spawn(connection(
-                conn,
-                Socket::Connect(target),
-                out_rx,
-                tx.clone(),
-            ));
-            Writer(out_tx)
-        });
+        let mut queries = Vec::new();
+        driver.drain(
+            |conn, target| {
+                let (out_tx, out_rx) = mpsc::unbounded_channel();
+                tasks.spawn(connection(
+                    conn,
+                    Socket::Connect(target),
+                    out_rx,
+                    tx.clone(),
+                ));
+                Writer(out_tx)
+            },
+            |id, query| queries.push((id, query)),
+        );
+        // No database adapter yet: every query fails at once.
+        for (id, _query) in queries {
+            driver.query_result(
+                Instant::now(),
+                id,
+                Err(presence_proto::QueryError("no database configured".into())),
+            );
+        }
     }
 
     acceptors.abort_all();

@@ -33,6 +33,8 @@ pub struct Sim {
     pub now: Instant,
     pub start: Instant,
     pub conns: BTreeMap<ConnId, SimConn>,
+    /// Queries the server asked for, not yet answered by the test.
+    pub queries: VecDeque<(presence_proto::QueryId, presence_proto::Query)>,
     next_port: u16,
 }
 
@@ -48,6 +50,7 @@ impl Sim {
             now: start,
             start,
             conns: BTreeMap::new(),
+            queries: VecDeque::new(),
             next_port: 40000,
         }
     }
@@ -145,6 +148,7 @@ impl Sim {
                         c.closed_by_server = true;
                     }
                 }
+                Action::Query { id, query } => self.queries.push_back((id, query)),
             }
         }
     }
@@ -363,26 +367,10 @@ impl Ua {
     }
 }
 
-/// A response to `req` with `code`, copying Via/From/To/Call-ID/CSeq.
+/// A response to `req` with `code`, copying Via/From/To/Call-ID/CSeq
+/// ([`Message::response_skeleton`]).
 pub fn answer(req: &Message, code: u16) -> Bytes {
-    let mut out = format!("SIP/2.0 {code} Whatever\r\n").into_bytes();
-    for h in &req.headers {
-        if matches!(
-            h.name,
-            HeaderName::Via
-                | HeaderName::From
-                | HeaderName::To
-                | HeaderName::CallId
-                | HeaderName::CSeq
-        ) {
-            out.extend_from_slice(h.name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(&h.value);
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
-    Bytes::from(out)
+    Bytes::from(req.response_skeleton(code, "Whatever"))
 }
 
 /// A list NOTIFY, decoded.

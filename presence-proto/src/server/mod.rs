@@ -21,6 +21,7 @@ use bytes::Bytes;
 use tracing::{debug, warn};
 
 use crate::config::Config;
+use crate::query::{Query, QueryError, QueryId, QueryResult};
 use crate::rng::Rng;
 use crate::sip::{Framer, HeaderName, Message, Method, Via};
 
@@ -64,6 +65,9 @@ pub enum Action {
     Send { conn: ConnId, data: Bytes },
     /// Close `conn` (after writing what was already sent on it).
     Close { conn: ConnId },
+    /// Run a database query; report its outcome with [`Server::query_result`]. The core gives up
+    /// on it after `Config::query_timeout` (a late result is then ignored).
+    Query { id: QueryId, query: Query },
 }
 
 /// Counters (Flexisip's statistics and more).
@@ -193,6 +197,16 @@ impl Server {
             self.output.discard(conn);
             self.subscriptions_lost_connection(now, conn);
         }
+    }
+
+    /// The outcome of an `Action::Query`.
+    pub fn query_result(
+        &mut self,
+        now: Instant,
+        id: QueryId,
+        result: Result<QueryResult, QueryError>,
+    ) {
+        let _ = (now, id, result);
     }
 
     /// Fires every timer due at `now`.

@@ -231,6 +231,36 @@ impl Message {
         out
     }
 
+    /// A minimal response to this request, as a test user agent answers it: `SIP/2.0 code reason`,
+    /// the request's Via, From, To, Call-ID and CSeq lines copied as they are and in order (no To
+    /// tag added, nothing else), then `Content-Length: 0` and no body. For tests, benchmarks and
+    /// tools playing the UAC side (answering NOTIFYs); it is not how the server responds.
+    pub fn response_skeleton(&self, code: u16, reason: &str) -> Vec<u8> {
+        Message {
+            start: StartLine::Response {
+                code,
+                reason: Bytes::copy_from_slice(reason.as_bytes()),
+            },
+            headers: self
+                .headers
+                .iter()
+                .filter(|h| {
+                    matches!(
+                        h.name,
+                        HeaderName::Via
+                            | HeaderName::From
+                            | HeaderName::To
+                            | HeaderName::CallId
+                            | HeaderName::CSeq
+                    )
+                })
+                .cloned()
+                .collect(),
+            body: Bytes::new(),
+        }
+        .to_bytes()
+    }
+
     pub fn is_request(&self) -> bool {
         matches!(self.start, StartLine::Request { .. })
     }
@@ -712,6 +742,21 @@ Via: SIP/2.0/UDP h\r\nX-Empty:\r\n  late\r\nX-Blank: a\r\n \r\n\r\n",
                 .unwrap()
                 .headers[0],
             r.headers[0]
+        );
+    }
+
+    #[test]
+    fn response_skeleton_copies_the_dialog_headers() {
+        let m = parse(SUBSCRIBE).unwrap();
+        assert_eq!(
+            String::from_utf8(m.response_skeleton(481, "No dialog")).unwrap(),
+            "SIP/2.0 481 No dialog\r\n\
+Via: SIP/2.0/TCP 10.0.0.1:5060;branch=z9hG4bK776asdhds\r\n\
+To: <sip:alice@example.com>\r\n\
+From: \"Bob\" <sip:bob@example.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710\r\n\
+CSeq: 1 SUBSCRIBE\r\n\
+Content-Length: 0\r\n\r\n"
         );
     }
 
