@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use presence_daemon::Core;
-use presence_proto::{Action, ConnId, Target};
+use presence_proto::{Action, ConnId, QueryError, QueryId, QueryResult, Target};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -56,6 +56,7 @@ impl LineCore {
 }
 
 impl Core for LineCore {
+    fn query_result(&mut self, _: Instant, _: QueryId, _: Result<QueryResult, QueryError>) {}
     fn connection_opened(&mut self, _: Instant, _: SocketAddr, _: SocketAddr) -> ConnId {
         self.next += 1;
         let _ = self.events.send(format!("opened {}", self.next));
