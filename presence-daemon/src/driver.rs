@@ -239,6 +239,7 @@ mod tests {
     }
 
     impl Core for FakeCore {
+        fn query_result(&mut self, _: Instant, _: QueryId, _: Result<QueryResult, QueryError>) {}
         fn connection_opened(&mut self, _: Instant, remote: SocketAddr, _: SocketAddr) -> ConnId {
             self.next += 1;
             self.log.push(format!("open {} {remote}", self.next));
@@ -303,10 +304,13 @@ mod tests {
         ];
         let out7 = Sink::default();
         let mut connects = Vec::new();
-        d.drain(|c, t| {
-            connects.push((c, t.host));
-            out7.clone()
-        });
+        d.drain(
+            |c, t| {
+                connects.push((c, t.host));
+                out7.clone()
+            },
+            |_, _| unreachable!(),
+        );
         assert_eq!(connects, vec![(ConnId(7), "h".to_owned())]);
         assert_eq!(*sink.0.borrow(), vec![Bytes::from_static(b"out")]);
         assert_eq!(*out7.0.borrow(), vec![Bytes::from_static(b"queued")]);
@@ -317,7 +321,7 @@ mod tests {
         d.data(now, conn, b"late");
         // Closed by the core: later events are not reported.
         d.core.actions = vec![Action::Close { conn: ConnId(7) }];
-        d.drain(|_, _| unreachable!());
+        d.drain(|_, _| unreachable!(), |_, _| unreachable!());
         d.closed(now, ConnId(7));
         assert_eq!(d.connections(), 0);
         d.timeout(now);
