@@ -7,11 +7,13 @@
 //! namespace declarations.
 
 pub mod compose;
+pub mod long_term;
 pub mod parse;
 pub mod time;
 pub mod tree;
 
 pub use compose::{compose, note_only};
+pub use long_term::{format_rfc3339, long_term};
 pub use parse::{PidfError, parse};
 pub use tree::{Element, Namespaces, Node, write_element};
 
