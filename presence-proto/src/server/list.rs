@@ -181,7 +181,7 @@ impl Server {
             full_state: what == ListBody::Full,
             resources: Vec::new(),
         };
-        // (cid, presentity key, full access)
+        // (cid, presentity key, access to published state)
         let mut parts: Vec<(String, String, bool)> = Vec::new();
         let cid = |rng: &mut crate::rng::Rng| {
             let mut c = rng.token(7);
@@ -199,11 +199,11 @@ impl Server {
                         name: r.name.clone(),
                         instances: Vec::new(),
                     };
-                    let known = r.extended && self.presentities.has_state(&r.key);
+                    let known = self.presentities.known(&r.key, r.extended);
                     if known && parts.len() < limit {
                         let c = cid(&mut self.rng);
                         res.instances.push(instance(&c));
-                        parts.push((c, r.key.clone(), true));
+                        parts.push((c, r.key.clone(), r.extended));
                         r.announced = true;
                     } else if known {
                         r.pending = true;
@@ -223,7 +223,7 @@ impl Server {
                         continue;
                     };
                     r.pending = false;
-                    let known = r.extended && self.presentities.has_state(&r.key);
+                    let known = self.presentities.known(&r.key, r.extended);
                     if !known && !r.announced {
                         continue;
                     }
@@ -235,7 +235,7 @@ impl Server {
                         name: r.name.clone(),
                         instances: vec![instance(&c)],
                     };
-                    parts.push((c, r.key.clone(), known));
+                    parts.push((c, r.key.clone(), r.extended));
                     doc.resources.push(res);
                 }
                 if doc.resources.is_empty() {
@@ -272,7 +272,9 @@ impl Server {
         rlmi::write(&doc, &mut body);
         multipart::write_part_end(&mut body);
         for (c, key, full) in &parts {
-            let pidf = self.presentities.document(key, *full, &self.publications);
+            let pidf = self
+                .presentities
+                .document(key, *full, &self.publications, now);
             multipart::write_part_head(&mut body, &boundary, &write_cid(c), PIDF_TYPE);
             body.extend_from_slice(&pidf);
             multipart::write_part_end(&mut body);

@@ -468,7 +468,8 @@ impl Server {
     /// Whether `watcher` (with `bypass`) may see what `presentity` publishes: it is itself,
     /// bypasses the rule, or the presentity watches it back.
     fn may_see(&self, watcher: &str, bypass: bool, presentity: &str) -> bool {
-        bypass || watcher == presentity || self.presentities.watches(presentity, watcher)
+        let owner = self.presentities.resolve(presentity);
+        bypass || watcher == owner || self.presentities.watches(owner, watcher)
     }
 
     /// Recomputes the access of every watch of a subscription (without notifying).
@@ -498,51 +499,73 @@ impl Server {
     /// `watcher` started or stopped watching `presentity`: the watches of `presentity` on
     /// `watcher` may have gained or lost access; tell those whose access changed.
     pub(crate) fn reevaluate_access(&mut self, now: Instant, watcher: &str, presentity: &str) {
-        let Some(p) = self.presentities.get(watcher) else {
-            return;
-        };
-        let candidates: Vec<Watch> = p
-            .watchers
-            .iter()
-            .copied()
-            .filter(|w| {
-                self.subscriptions
-                    .map
-                    .get(&w.sub)
-                    .is_some_and(|s| s.watcher == presentity)
-            })
-            .collect();
-        for w in candidates {
-            let Some(s) = self.subscriptions.map.get(&w.sub) else {
+        // The watches concerned: those of the presentity's account on the watcher, or on any
+        // phone-number alias of the watcher.
+        let owner = self.presentities.resolve(presentity).to_owned();
+        let mut keys = vec![watcher.to_owned()];
+        if let Some(p) = self.presentities.get(watcher) {
+            keys.extend(p.aliases.iter().cloned());
+        }
+        for key in keys {
+            let Some(p) = self.presentities.get(&key) else {
                 continue;
             };
-            let access = self.may_see(&s.watcher, s.bypass, watcher);
-            let Some(s) = self.subscriptions.map.get_mut(&w.sub) else {
-                continue;
-            };
-            match &mut s.kind {
-                Kind::Single { extended, .. } if *extended != access => {
-                    *extended = access;
-                    debug!(sub = ?w.sub, access, "access changed (mutual-subscription rule)");
-                    self.send_notify(now, w.sub, Notify::Active, Content::Changes);
-                }
-                Kind::List(l) => {
-                    if let Some(r) = l.resources.get_mut(w.resource as usize)
-                        && r.extended != access
-                    {
-                        r.extended = access;
-                        self.list_changed(now, w.sub, w.resource);
-                    }
-                }
-                Kind::Single { .. } => {}
+            let candidates: Vec<Watch> = p
+                .watchers
+                .iter()
+                .copied()
+                .filter(|w| {
+                    self.subscriptions
+                        .map
+                        .get(&w.sub)
+                        .is_some_and(|s| s.watcher == owner)
+                })
+                .collect();
+            for w in candidates {
+                self.recheck_watch(now, w, &key);
             }
         }
     }
 
-    /// Published state of `presentity` changed: every watch with access learns it.
+    /// Recomputes one watch's access to `key`; tells the subscriber when it changed.
+    pub(crate) fn recheck_watch(&mut self, now: Instant, w: Watch, key: &str) {
+        let Some(s) = self.subscriptions.map.get(&w.sub) else {
+            return;
+        };
+        let access = self.may_see(&s.watcher, s.bypass, key);
+        let Some(s) = self.subscriptions.map.get_mut(&w.sub) else {
+            return;
+        };
+        match &mut s.kind {
+            Kind::Single { extended, .. } if *extended != access => {
+                *extended = access;
+                debug!(sub = ?w.sub, access, "access changed (mutual-subscription rule)");
+                self.send_notify(now, w.sub, Notify::Active, Content::Changes);
+            }
+            Kind::List(l) => {
+                if let Some(r) = l.resources.get_mut(w.resource as usize)
+                    && r.extended != access
+                {
+                    r.extended = access;
+                    self.list_changed(now, w.sub, w.resource);
+                }
+            }
+            Kind::Single { .. } => {}
+        }
+    }
+
+    /// Published state of `presentity` changed: every watch with access (to it or to one of its
+    /// aliases) learns it.
     pub(crate) fn presentity_changed(&mut self, now: Instant, presentity: &str) {
-        self.presentities.invalidate(presentity);
-        let Some(p) = self.presentities.get(presentity) else {
+        for key in self.presentities.invalidate(presentity) {
+            self.tell_watchers(now, &key, false);
+        }
+    }
+
+    /// Tells the watchers of `key` its state changed: those with access, or all (`everyone`:
+    /// long-term presence, which non-mutual watchers see too, changed).
+    pub(crate) fn tell_watchers(&mut self, now: Instant, key: &str, everyone: bool) {
+        let Some(p) = self.presentities.get(key) else {
             return;
         };
         let watchers: Vec<Watch> = p.watchers.clone();
@@ -551,13 +574,13 @@ impl Server {
                 continue;
             };
             match &s.kind {
-                Kind::Single { extended: true, .. } => {
+                Kind::Single { extended, .. } if *extended || everyone => {
                     self.send_notify(now, w.sub, Notify::Active, Content::Changes)
                 }
                 Kind::List(l)
                     if l.resources
                         .get(w.resource as usize)
-                        .is_some_and(|r| r.extended) =>
+                        .is_some_and(|r| r.extended || everyone) =>
                 {
                     self.list_changed(now, w.sub, w.resource)
                 }
@@ -598,7 +621,9 @@ impl Server {
                     (Vec::new(), Bytes::new())
                 } else {
                     let (key, ext) = (presentity.clone(), *extended);
-                    let doc = self.presentities.document(&key, ext, &self.publications);
+                    let doc = self
+                        .presentities
+                        .document(&key, ext, &self.publications, now);
                     (b"Content-Type: application/pidf+xml\r\n".to_vec(), doc)
                 }
             }
