@@ -2,3 +2,4 @@
 //! fake user agents) and loaders for the captured traces under `../shared/traces/`.
 pub mod daemon;
 pub mod sim;
+pub mod traces;

@@ -3,7 +3,7 @@
 //! of the list SUBSCRIBEs, and the multipart/related RLMI NOTIFYs that liblinphone accepted).
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bytes::Bytes;
 use presence_proto::encoding::{self, InflateError};
@@ -12,66 +12,21 @@ use presence_proto::pidf;
 use presence_proto::resource_lists::{self, Entry};
 use presence_proto::rlmi::{self, Instance, List, Resource};
 use presence_proto::sip::{ContentType, HeaderName, Message};
+use presence_tests::traces::{capture_files, read, read_capture, traces_dir};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------------------------
 // Captures.
 
-fn traces_dir() -> PathBuf {
-    let dir = std::env::var_os("PRESENCE_TRACES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/traces"))
-        });
-    assert!(
-        dir.is_dir(),
-        "trace directory {} is missing: these tests need the captures of shared/traces/ \
-         (or set PRESENCE_TRACES_DIR to a copy)",
-        dir.display()
-    );
-    dir
-}
-
-fn read(path: &Path) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 /// The messages of a capture whose body is on the wire as is (see shared/traces/README.md):
 /// (`file#n`, exact bytes). Messages with a compressed body (replaced by notes) are left out.
 fn plain_messages(file: &Path) -> Vec<(String, Vec<u8>)> {
-    let data = read(file);
-    let name = file
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    let lines: Vec<&[u8]> = data.split_inclusive(|&b| b == b'\n').collect();
-    let is_marker = |l: &[u8]| l.starts_with(b"##### ") && l.get(6).is_some_and(u8::is_ascii_digit);
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < lines.len() {
-        if !is_marker(lines[i]) {
-            i += 1;
-            continue;
-        }
-        let n: String = String::from_utf8_lossy(&lines[i][6..])
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        i += 1;
-        let mut text = Vec::new();
-        while i < lines.len() && !lines[i].starts_with(b"#####") {
-            text.extend_from_slice(lines[i]);
-            i += 1;
-        }
-        if i < lines.len() && lines[i].starts_with(b"##### [") {
-            continue;
-        }
-        assert_eq!(text.pop(), Some(b'\n'), "{name}#{n}: separator line");
-        out.push((format!("{name}#{n}"), text));
-    }
-    out
+    read_capture(file)
+        .into_iter()
+        .filter(|c| c.bin.is_none())
+        .map(|c| (c.name, c.wire))
+        .collect()
 }
 
 /// The text between `##### [decompressed body, N bytes]` and `##### [end of body]` in a capture,
@@ -188,13 +143,7 @@ fn boundary(content_type: &[u8]) -> String {
 
 #[test]
 fn captured_multipart_notifies() {
-    let dir = traces_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
-        .collect();
-    files.sort();
+    let files = capture_files();
     let mut notifies = 0;
     let mut instances = 0;
     for file in &files {

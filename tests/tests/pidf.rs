@@ -3,18 +3,11 @@
 
 use presence_proto::pidf::tree::XML_NS;
 use presence_proto::pidf::{Document, Element, Node, Person, Tuple, compose, note_only, ns, parse};
+use presence_tests::traces::traces_dir;
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// `$PRESENCE_TRACES_DIR`, else `../shared/traces` next to the workspace.
-fn traces_dir() -> std::path::PathBuf {
-    match std::env::var_os("PRESENCE_TRACES_DIR") {
-        Some(d) => d.into(),
-        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/traces"),
-    }
-}
 
 /// The PIDF bodies of a trace file: each `<?xml` ... `</presence>` span whose root is `presence`.
 fn trace_bodies(file: &str) -> Vec<String> {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use presence_proto::Config;
 use presence_proto::sip::HeaderName;
 use presence_tests::sim::{Sim, Ua, answer, decode_list, header};
+use presence_tests::traces;
 
 const LIST: &str = "sip:rls@example.org";
 
@@ -492,34 +493,29 @@ fn mutual_rule_applies_per_resource() {
 
 /// The list SUBSCRIBE of a capture, as it was on the wire (compressed bodies from `bin/`).
 fn captured_list_subscribe(file: &str, bin: Option<&str>) -> Vec<u8> {
-    let dir = std::env::var_os("PRESENCE_TRACES_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/traces").into());
-    let text = std::fs::read_to_string(dir.join(file)).expect("trace");
-    let start = text
-        .find("\nSUBSCRIBE sip:rls@127.0.0.1 SIP/2.0\r\n")
-        .expect("the list SUBSCRIBE")
-        + 1;
-    let head_end = start + text[start..].find("\r\n\r\n").unwrap() + 4;
-    let mut wire = text.as_bytes()[start..head_end].to_vec();
-    let head = String::from_utf8_lossy(&wire).to_ascii_lowercase();
+    let c = traces::load(file)
+        .into_iter()
+        .find(|c| c.start_line == "SUBSCRIBE sip:rls@127.0.0.1 SIP/2.0")
+        .expect("the list SUBSCRIBE");
+    assert_eq!(c.bin.as_deref(), bin, "{}: raw body file", c.name);
+    let head_end = c
+        .wire
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of head")
+        + 4;
+    let head = String::from_utf8_lossy(&c.wire[..head_end]).to_ascii_lowercase();
     let len: usize = head
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))
         .map(|v| v.trim().parse().unwrap())
         .unwrap_or(0);
-    match bin {
-        Some(bin) => {
-            wire.extend_from_slice(&std::fs::read(dir.join("bin").join(bin)).expect("raw body"))
-        }
-        None => wire.extend_from_slice(&text.as_bytes()[head_end..head_end + len]),
-    }
     assert_eq!(
-        wire.len() - (head_end - start),
+        c.wire.len() - head_end,
         len,
         "body length matches Content-Length"
     );
-    wire
+    c.wire
 }
 
 #[test]

@@ -3,65 +3,12 @@
 //! issued), and every initial single SUBSCRIBE gets a 200 and a NOTIFY.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use bytes::Bytes;
 use presence_proto::Config;
 use presence_proto::sip::{HeaderName, Message, NameAddr};
 use presence_tests::sim::{Sim, answer};
-
-struct Captured {
-    src: SocketAddr,
-    to_server: bool,
-    wire: Vec<u8>,
-}
-
-fn traces_dir() -> PathBuf {
-    let dir = std::env::var_os("PRESENCE_TRACES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/traces"))
-        });
-    assert!(
-        dir.is_dir(),
-        "trace folder {} missing (set PRESENCE_TRACES_DIR)",
-        dir.display()
-    );
-    dir
-}
-
-fn load(name: &str) -> Vec<Captured> {
-    let text = std::fs::read(traces_dir().join(name)).expect("trace file");
-    let mut out = Vec::new();
-    let mut cur: Option<Captured> = None;
-    for line in text.split_inclusive(|b| *b == b'\n') {
-        if line.starts_with(b"#####") {
-            let l = String::from_utf8_lossy(line);
-            let fields: Vec<&str> = l.split_whitespace().collect();
-            if fields.get(1).is_some_and(|f| f.parse::<u32>().is_ok()) {
-                out.extend(cur.take());
-                cur = Some(Captured {
-                    src: fields[3].parse().expect("source address"),
-                    to_server: l.contains("client -> server"),
-                    wire: Vec::new(),
-                });
-            }
-            continue;
-        }
-        if let Some(c) = cur.as_mut() {
-            c.wire.extend_from_slice(line);
-        }
-    }
-    out.extend(cur);
-    for c in &mut out {
-        // The capture ends each message with a blank separator line.
-        while c.wire.ends_with(b"\r\n\r\n\r\n") || c.wire.ends_with(b"\n\n") {
-            c.wire.pop();
-        }
-    }
-    out
-}
+use presence_tests::traces::load;
 
 fn parse(wire: &[u8]) -> Message {
     let mut f = presence_proto::sip::Framer::new(1 << 20);

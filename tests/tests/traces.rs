@@ -1,144 +1,23 @@
 //! Every message of the real-client captures in `shared/traces/*.txt` frames, parses, and its key
 //! headers decode. See `shared/traces/README.md` for the file format.
 
-use std::path::{Path, PathBuf};
-
 use bytes::Bytes;
 use presence_proto::sip::header::parse_u32;
 use presence_proto::sip::{
     CSeq, ContentType, Event, Framer, Header, HeaderName, Message, Method, NameAddr, StartLine,
     SubscriptionState, Via, token_list,
 };
+use presence_tests::traces::{Captured, capture_files, read_capture};
 
-const TRACES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/traces");
 const MAX_MESSAGE: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
 
-/// One captured message.
-struct Captured {
-    /// `file.txt#n`, for messages.
-    name: String,
-    /// The start line given in the `#####` marker.
-    marker_start_line: String,
-    /// The exact wire bytes (a compressed body is taken from `bin/`).
-    wire: Vec<u8>,
-    /// The raw body came from `bin/` (Content-Encoding: deflate).
-    binary_body: bool,
-}
-
-fn traces_dir() -> PathBuf {
-    let dir = Path::new(TRACES);
-    assert!(
-        dir.is_dir(),
-        "trace directory {} is missing: the captures under shared/traces/ are required by this test",
-        dir.display()
-    );
-    dir.to_path_buf()
-}
-
-/// Splits `data` into lines, each with its line end.
-fn lines(data: &[u8]) -> Vec<&[u8]> {
-    data.split_inclusive(|&b| b == b'\n').collect()
-}
-
-/// Reads every message of one capture file.
-fn read_capture(dir: &Path, file: &Path) -> Vec<Captured> {
-    let data = std::fs::read(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    let file_name = file.file_name().unwrap().to_string_lossy().into_owned();
-    let lines = lines(&data);
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < lines.len() {
-        let line = lines[i];
-        if !line_is_message_marker(line) {
-            // Comments before the first message.
-            assert!(
-                !line.starts_with(b"#####"),
-                "{file_name}: unexpected marker {}",
-                String::from_utf8_lossy(line)
-            );
-            i += 1;
-            continue;
-        }
-        let marker = String::from_utf8_lossy(line).trim_end().to_string();
-        let n: String = marker[6..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        let marker_start_line = marker
-            .split_once(" | ")
-            .map(|(_, s)| s.to_string())
-            .unwrap_or_else(|| panic!("{file_name}: no start line in marker {marker}"));
-        i += 1;
-        let mut text = Vec::new();
-        while i < lines.len() && !lines[i].starts_with(b"#####") {
-            text.extend_from_slice(lines[i]);
-            i += 1;
-        }
-        let name = format!("{file_name}#{n}");
-        let mut binary_body = false;
-        if i < lines.len() && lines[i].starts_with(b"##### [") {
-            // A compressed body replaced by notes: the head ends with its blank line and the raw
-            // body is in bin/.
-            assert!(
-                text.ends_with(b"\r\n\r\n"),
-                "{name}: head before the body notes"
-            );
-            let mut bin_file = None;
-            let mut declared_len = None;
-            while i < lines.len() && !(line_is_message_marker(lines[i])) {
-                let note = String::from_utf8_lossy(lines[i]);
-                if let Some(rest) = note.strip_prefix("##### [raw body bytes saved as ") {
-                    bin_file = Some(rest.trim_end().trim_end_matches(']').to_string());
-                }
-                if let Some(rest) = note.strip_prefix("##### [binary body, ") {
-                    declared_len = rest.split(' ').next().and_then(|n| n.parse::<usize>().ok());
-                }
-                i += 1;
-            }
-            let bin_file =
-                bin_file.unwrap_or_else(|| panic!("{name}: no `raw body bytes saved as` note"));
-            let body = std::fs::read(dir.join("bin").join(&bin_file))
-                .unwrap_or_else(|e| panic!("{name}: bin/{bin_file}: {e}"));
-            assert_eq!(
-                Some(body.len()),
-                declared_len,
-                "{name}: size of bin/{bin_file}"
-            );
-            text.extend_from_slice(&body);
-            binary_body = true;
-        } else {
-            // The exact wire bytes, then one LF separating them from the next marker.
-            assert_eq!(text.pop(), Some(b'\n'), "{name}: separator line");
-        }
-        out.push(Captured {
-            name,
-            marker_start_line,
-            wire: text,
-            binary_body,
-        });
-    }
-    out
-}
-
-fn line_is_message_marker(line: &[u8]) -> bool {
-    line.starts_with(b"##### ") && line.get(6).is_some_and(u8::is_ascii_digit)
-}
-
 /// All capture files (sorted) with their messages.
 fn load_all() -> Vec<(String, Vec<Captured>)> {
-    let dir = traces_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no *.txt capture in {}", dir.display());
-    files
+    capture_files()
         .iter()
         .map(|f| {
-            let messages = read_capture(&dir, f);
+            let messages = read_capture(f);
             assert!(!messages.is_empty(), "{}: no message", f.display());
             (
                 f.file_name().unwrap().to_string_lossy().into_owned(),
@@ -195,7 +74,7 @@ fn check_message(c: &Captured) {
     let first_line = c.wire.split(|&b| b == b'\r').next().unwrap();
     assert_eq!(
         String::from_utf8_lossy(first_line),
-        c.marker_start_line,
+        c.start_line,
         "{what}: start line"
     );
     let cl = parse_u32(header(&m, &HeaderName::ContentLength, what)).expect("Content-Length");
@@ -319,7 +198,7 @@ fn check_message(c: &Captured) {
     }
 
     // Compressed bodies: deflate, zlib-wrapped (RFC 1950 header).
-    if c.binary_body {
+    if c.bin.is_some() {
         let enc = header(&m, &HeaderName::ContentEncoding, what);
         assert!(
             token_list(enc).any(|t| t.eq_ignore_ascii_case(b"deflate")),
@@ -342,7 +221,7 @@ fn every_captured_message_frames_parses_and_decodes() {
         for c in messages {
             check_message(c);
             count += 1;
-            binary += usize::from(c.binary_body);
+            binary += usize::from(c.bin.is_some());
         }
     }
     // The README lists nine flows; two of them carry a compressed body.
