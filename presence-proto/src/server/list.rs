@@ -38,7 +38,7 @@ pub(crate) struct ListState {
 #[derive(Debug)]
 pub(crate) struct Resource {
     /// As the client wrote it: clients match resources by string.
-    uri: String,
+    pub(crate) uri: String,
     /// AOR key of the presentity.
     pub(crate) key: String,
     name: Option<String>,
@@ -48,6 +48,15 @@ pub(crate) struct Resource {
     pending: bool,
     /// The subscriber was last told a known state (so a loss of state must be told too).
     announced: bool,
+}
+
+/// Why a list SUBSCRIBE cannot be served now.
+#[derive(Debug)]
+pub(crate) enum ListError {
+    /// Answer with this error.
+    Refuse(Refusal),
+    /// The list is server-known: ask the database first.
+    NeedMembers,
 }
 
 /// What a list NOTIFY carries.
@@ -71,17 +80,31 @@ impl Server {
         msg: &Message,
         request_uri: &Uri,
         watcher: &str,
-    ) -> Result<ListState, Refusal> {
-        let accept_lists = || vec![("Accept", b"application/resource-lists+xml".to_vec())];
-        let Some(ct) = msg.header(&HeaderName::ContentType) else {
-            // A bodyless list SUBSCRIBE asks for a list the server knows: none is configured.
-            let mut r = accept_lists();
-            r.push((
-                "Warning",
-                super::response::warning("No server-known resource lists here"),
-            ));
-            return Err((415, "Unsupported Media Type", r));
+    ) -> Result<ListState, ListError> {
+        let entries = match msg.header(&HeaderName::ContentType) {
+            // A bodyless list SUBSCRIBE asks for a list the server knows.
+            None => match self.accounts.prefetched.clone() {
+                Some(members) => members,
+                None if self.config.server_known_lists => return Err(ListError::NeedMembers),
+                None => {
+                    let mut r = vec![("Accept", b"application/resource-lists+xml".to_vec())];
+                    let w = super::response::warning("No server-known resource lists here");
+                    r.push(("Warning", w));
+                    return Err(ListError::Refuse((415, "Unsupported Media Type", r)));
+                }
+            },
+            Some(ct) => self.list_from_body(msg, ct).map_err(ListError::Refuse)?,
         };
+        self.list_from_entries(msg, request_uri, watcher, entries)
+    }
+
+    /// Reads the resource-lists body of a list SUBSCRIBE (inflating it if needed).
+    fn list_from_body(
+        &mut self,
+        msg: &Message,
+        ct: &[u8],
+    ) -> Result<Vec<resource_lists::Entry>, Refusal> {
+        let accept_lists = || vec![("Accept", b"application/resource-lists+xml".to_vec())];
         if !ContentType::parse(ct).is_some_and(|c| c.is("application/resource-lists+xml")) {
             return Err((415, "Unsupported Media Type", accept_lists()));
         }
@@ -111,16 +134,26 @@ impl Server {
         if body.is_empty() {
             return Err(bad_request("Body is empty"));
         }
-        let entries = match resource_lists::parse(&body, self.config.max_list_entries) {
-            Ok(e) => e,
+        match resource_lists::parse(&body, self.config.max_list_entries) {
+            Ok(e) => Ok(e),
             Err(resource_lists::ResourceListsError::TooManyEntries { max }) => {
                 let w = super::response::warning(&format!("More than {max} list entries"));
-                return Err((413, "Request Entity Too Large", vec![("Warning", w)]));
+                Err((413, "Request Entity Too Large", vec![("Warning", w)]))
             }
             Err(resource_lists::ResourceListsError::Invalid(e)) => {
-                return Err(bad_request(&format!("Cannot parse body: {e}")));
+                Err(bad_request(&format!("Cannot parse body: {e}")))
             }
-        };
+        }
+    }
+
+    /// The list state for these entries (presentities created as needed).
+    fn list_from_entries(
+        &mut self,
+        msg: &Message,
+        request_uri: &Uri,
+        watcher: &str,
+        entries: Vec<resource_lists::Entry>,
+    ) -> Result<ListState, ListError> {
         let mut resources = Vec::with_capacity(entries.len());
         for e in entries {
             // Entries without user or host cannot be presentities (as in Flexisip): skipped.
@@ -129,7 +162,6 @@ impl Server {
                 continue;
             };
             let key = uri.aor_key();
-            self.presentities.get_or_create(&key, &uri.identity());
             resources.push(Resource {
                 uri: e.uri,
                 key,

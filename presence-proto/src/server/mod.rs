@@ -5,6 +5,7 @@
 //! [`Server::poll_timeout`] (or the next input) and call [`Server::handle_timeout`]. `now` must
 //! never go backwards; spurious timeouts are no-ops.
 
+mod accounts;
 mod list;
 mod output;
 mod presentity;
@@ -21,7 +22,7 @@ use bytes::Bytes;
 use tracing::{debug, warn};
 
 use crate::config::Config;
-use crate::query::{Query, QueryError, QueryId, QueryResult};
+use crate::query::{Query, QueryId};
 use crate::rng::Rng;
 use crate::sip::{Framer, HeaderName, Message, Method, Via};
 
@@ -83,6 +84,8 @@ pub struct Stats {
     pub notifies_sent: u64,
     pub notify_failures: u64,
     pub protocol_errors: u64,
+    pub queries_issued: u64,
+    pub query_failures: u64,
 }
 
 /// A subscription (dialog) handle.
@@ -114,6 +117,7 @@ pub struct Server {
     presentities: Presentities,
     publications: Publications,
     subscriptions: Subscriptions,
+    accounts: accounts::Accounts,
     timers: Timers,
     output: Output,
     stats: Stats,
@@ -122,6 +126,10 @@ pub struct Server {
 impl Server {
     /// Creates a server. `seed` feeds the generator for tags, ETags and branches.
     pub fn new(config: Config, now: Instant, seed: u64) -> Server {
+        let clock = presentity::Clock {
+            wall: config.wall_clock,
+            retention: config.last_activity_retention,
+        };
         let _ = now;
         let mut rng = Rng::new(seed);
         let instance = rng.token(8);
@@ -133,9 +141,10 @@ impl Server {
             conns: HashMap::new(),
             conn_by_addr: HashMap::new(),
             conn_by_target: HashMap::new(),
-            presentities: Presentities::default(),
+            presentities: Presentities::new(clock),
             publications: Publications::default(),
             subscriptions,
+            accounts: accounts::Accounts::default(),
             timers: Timers::default(),
             output: Output::default(),
             stats: Stats::default(),
@@ -199,16 +208,6 @@ impl Server {
         }
     }
 
-    /// The outcome of an `Action::Query`.
-    pub fn query_result(
-        &mut self,
-        now: Instant,
-        id: QueryId,
-        result: Result<QueryResult, QueryError>,
-    ) {
-        let _ = (now, id, result);
-    }
-
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(timer) = self.timers.pop_due(now) {
@@ -216,6 +215,7 @@ impl Server {
                 Timer::SubscriptionExpiry(id) => self.subscription_timer(now, id),
                 Timer::PublicationExpiry(id) => self.publication_timer(now, id),
                 Timer::ListNotify(id) => self.list_timer(now, id),
+                Timer::QueryDeadline(id) => self.query_deadline(now, id),
             }
         }
         while let Some((sub, cseq)) = self.timers.pop_notify_due(now) {
@@ -243,6 +243,7 @@ impl Server {
             publications: self.publications.len(),
             subscriptions: self.subscriptions.len(),
             timers: self.timers.len(),
+            queries_issued: self.accounts.issued(),
             ..self.stats.clone()
         }
     }
@@ -336,7 +337,7 @@ impl Server {
         }
     }
 
-    fn handle_request(
+    pub(crate) fn handle_request(
         &mut self,
         now: Instant,
         conn: ConnId,

@@ -88,6 +88,13 @@ fn id_token(prefix: &str, key: &str) -> String {
 }
 
 impl Presentities {
+    pub(crate) fn new(clock: Clock) -> Presentities {
+        Presentities {
+            clock,
+            ..Presentities::default()
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tracing::{debug, info};
 
-use super::list::{ListBody, ListState};
+use super::list::{ListBody, ListError, ListState};
 use super::presentity::Watch;
 use super::response::{RequestInfo, warning};
 use super::timers::Timer;
@@ -134,6 +134,14 @@ fn name_addr_bytes(n: &NameAddr) -> Vec<u8> {
     b
 }
 
+/// The AOR keys watched, by resource index.
+fn kind_keys(kind: &Kind) -> Vec<String> {
+    match kind {
+        Kind::Single { presentity, .. } => vec![presentity.clone()],
+        Kind::List(l) => l.resources.iter().map(|r| r.key.clone()).collect(),
+    }
+}
+
 /// An error answer: status, reason phrase, extra headers.
 pub(crate) type Refusal = (u16, &'static str, Vec<(&'static str, Vec<u8>)>);
 
@@ -229,7 +237,15 @@ impl Server {
         let kind = if is_list {
             match self.list_from_request(msg, &request_uri, &info.from.uri.aor_key()) {
                 Ok(list) => Kind::List(Box::new(list)),
-                Err(r) => return self.refuse(conn, remote, msg, r),
+                Err(ListError::Refuse(r)) => return self.refuse(conn, remote, msg, r),
+                Err(ListError::NeedMembers) => {
+                    let (mut from, mut to) = (Vec::new(), Vec::new());
+                    info.from.uri.write_to(&mut from);
+                    info.to.uri.write_to(&mut to);
+                    let from = String::from_utf8_lossy(&from).into_owned();
+                    let to = String::from_utf8_lossy(&to).into_owned();
+                    return self.members_gate(now, conn, remote, msg, from, to);
+                }
             }
         } else {
             Kind::Single {
@@ -237,9 +253,28 @@ impl Server {
                 extended: false,
             }
         };
-        if let Kind::Single { presentity, .. } = &kind {
-            self.presentities
-                .get_or_create(presentity, &request_uri.identity());
+        // Long-term presence: the accounts of what is watched are looked up first.
+        let keys = kind_keys(&kind);
+        let members = self.accounts.prefetched.clone();
+        if !self.accounts_gate(now, conn, remote, msg, &keys, members) {
+            return;
+        }
+        match &kind {
+            Kind::Single { presentity, .. } => {
+                self.presentities
+                    .get_or_create(presentity, &request_uri.identity());
+            }
+            Kind::List(l) => {
+                for r in &l.resources {
+                    let entity = Uri::parse(r.uri.as_bytes())
+                        .map(|u| u.identity())
+                        .unwrap_or_default();
+                    self.presentities.get_or_create(&r.key, &entity);
+                }
+            }
+        }
+        for key in &keys {
+            self.apply_account(now, key);
         }
 
         let via_count: usize = msg
@@ -436,6 +471,9 @@ impl Server {
             Timer::SubscriptionExpiry(id),
         );
         self.update_access(id);
+        // An account created since is found now (its watchers are told when the answer comes).
+        let keys = self.watched(id);
+        self.refresh_accounts(now, &keys);
         // RFC 4662: a refresh gets the full state, for lists too.
         self.send_notify(now, id, Notify::Active, Content::Full);
     }
@@ -457,12 +495,12 @@ impl Server {
     }
 
     /// The AOR keys a subscription watches, by resource index.
-    fn watched(&self, id: SubId) -> Vec<String> {
-        match self.subscriptions.map.get(&id).map(|s| &s.kind) {
-            Some(Kind::Single { presentity, .. }) => vec![presentity.clone()],
-            Some(Kind::List(l)) => l.resources.iter().map(|r| r.key.clone()).collect(),
-            None => Vec::new(),
-        }
+    pub(crate) fn watched(&self, id: SubId) -> Vec<String> {
+        self.subscriptions
+            .map
+            .get(&id)
+            .map(|s| kind_keys(&s.kind))
+            .unwrap_or_default()
     }
 
     /// Whether `watcher` (with `bypass`) may see what `presentity` publishes: it is itself,

@@ -7,6 +7,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::time::Instant;
 
 use super::{PubId, SubId};
+use crate::query::QueryId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Timer {
@@ -14,6 +15,8 @@ pub(crate) enum Timer {
     PublicationExpiry(PubId),
     /// A list subscription's batched (or overflowing) changes are due.
     ListNotify(SubId),
+    /// A database query's result is due.
+    QueryDeadline(QueryId),
 }
 
 #[derive(Debug, Default)]
