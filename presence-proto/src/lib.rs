@@ -16,6 +16,7 @@ pub mod rlmi;
 pub mod rng;
 pub mod server;
 pub mod sip;
+mod xml;
 
 pub use config::Config;
 pub use query::{AccountRow, Query, QueryError, QueryId, QueryResult};

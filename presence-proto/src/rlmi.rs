@@ -2,7 +2,7 @@
 //! leads each list NOTIFY, and reading it (for tests, the load tool and fuzzing).
 
 use crate::pidf::tree::{escape_attr, escape_text};
-use crate::resource_lists::xml;
+use crate::xml;
 
 /// The RLMI namespace.
 pub const NS: &str = "urn:ietf:params:xml:ns:rlmi";

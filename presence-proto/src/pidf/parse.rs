@@ -1,13 +1,12 @@
 //! Reading a published PIDF document.
 
-use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
-use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
 
 use super::time::parse_rfc3339;
 use super::tree::{Element, Node};
 use super::{Document, Person, Tuple, ns};
+use crate::xml;
 
 /// Why a PIDF body was refused (the text goes into a `Warning` header).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,10 +35,6 @@ fn err(msg: &str) -> PidfError {
     PidfError(msg.to_owned())
 }
 
-fn xml_err(e: impl std::fmt::Display) -> PidfError {
-    PidfError(format!("malformed XML: {e}"))
-}
-
 /// Parses a PIDF document. Refuses: non-UTF-8, malformed XML, a root that is not
 /// `{urn:ietf:params:xml:ns:pidf}presence`, a missing `entity`, a tuple without `id`, DTDs
 /// (`<!DOCTYPE`: refused, never expanded), more than `max_depth` nesting levels (use 32) or more
@@ -53,19 +48,7 @@ fn xml_err(e: impl std::fmt::Display) -> PidfError {
 /// persons are dropped; several `dm:person` elements are merged (first id, activities and other
 /// children concatenated, latest timestamp).
 pub fn parse(body: &[u8]) -> Result<Document, PidfError> {
-    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let text = std::str::from_utf8(body).map_err(|_| err("PIDF body is not UTF-8"))?;
-    check_chars(text)?;
-
-    let mut reader = NsReader::from_str(text);
-    {
-        let config = reader.config_mut();
-        config.check_end_names = true;
-        config.allow_unmatched_ends = false;
-        config.allow_dangling_amp = false;
-        config.expand_empty_elements = false;
-        config.trim_text(false);
-    }
+    let mut reader = xml::reader(body, "PIDF body is not UTF-8").map_err(PidfError)?;
 
     let mut builder = Builder::default();
     // Open elements below the root; the root itself is not kept as an Element.
@@ -76,14 +59,12 @@ pub fn parse(body: &[u8]) -> Result<Document, PidfError> {
     let mut elements = 0usize;
 
     loop {
-        let (resolved, event) = reader.read_resolved_event().map_err(xml_err)?;
-        let ns = match resolved {
-            ResolveResult::Bound(n) => Some(n.as_ref().to_owned()),
-            ResolveResult::Unbound => None,
-            ResolveResult::Unknown(p) => {
-                return Err(PidfError(format!("unbound namespace prefix '{p}'")));
-            }
-        };
+        let (resolved, event) = reader
+            .read_resolved_event()
+            .map_err(|e| PidfError(xml::malformed(e)))?;
+        let ns = xml::namespace(resolved)
+            .map_err(PidfError)?
+            .map(str::to_owned);
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(event, Event::Empty(_));
@@ -94,11 +75,9 @@ pub fn parse(body: &[u8]) -> Result<Document, PidfError> {
                 if elements > MAX_ELEMENTS {
                     return Err(err("too many elements"));
                 }
-                if stack.len() + 1 >= MAX_DEPTH {
-                    return Err(err("elements nested too deep"));
-                }
+                xml::check_depth(stack.len() + 1, MAX_DEPTH).map_err(PidfError)?;
                 if !root_open {
-                    if !non_blank(&pending).is_empty() {
+                    if !xml::trim(&pending).is_empty() {
                         return Err(err("text before the root element"));
                     }
                     pending.clear();
@@ -146,24 +125,9 @@ pub fn parse(body: &[u8]) -> Result<Document, PidfError> {
                 if !root_open {
                     return Err(err("reference outside the root element"));
                 }
-                let c = if r.is_char_ref() {
-                    match r.resolve_char_ref() {
-                        Ok(Some(c)) if is_xml_char(c) => c,
-                        _ => return Err(err("invalid character reference")),
-                    }
-                } else {
-                    match &*r.into_inner() {
-                        "lt" => '<',
-                        "gt" => '>',
-                        "amp" => '&',
-                        "apos" => '\'',
-                        "quot" => '"',
-                        _ => return Err(err("unknown entity reference")),
-                    }
-                };
-                pending.push(c);
+                pending.push(xml::reference(r).map_err(PidfError)?);
             }
-            Event::DocType(_) => return Err(err("DTD not allowed")),
+            Event::DocType(_) => return Err(err(xml::DTD_NOT_ALLOWED)),
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
             Event::Eof => break,
         }
@@ -174,7 +138,7 @@ pub fn parse(body: &[u8]) -> Result<Document, PidfError> {
     if !root_done {
         return Err(err("no root element"));
     }
-    if !non_blank(&pending).is_empty() {
+    if !xml::trim(&pending).is_empty() {
         return Err(err("text after the root element"));
     }
     Ok(builder.finish())
@@ -240,7 +204,7 @@ impl Builder {
                     }
                 }
             } else if child.is(ns::DATA_MODEL, "timestamp") || child.is(ns::PIDF, "timestamp") {
-                let ts = child.text().trim_matches(is_xml_space).to_owned();
+                let ts = xml::trim(&child.text()).to_owned();
                 person.timestamp = Some(match person.timestamp.take() {
                     None => ts,
                     Some(old) => latest(old, ts),
@@ -278,20 +242,12 @@ fn flush_text(pending: &mut String, stack: &mut [Element]) {
     if pending.is_empty() {
         return;
     }
-    if !non_blank(pending).is_empty()
+    if !xml::trim(pending).is_empty()
         && let Some(parent) = stack.last_mut()
     {
         parent.children.push(Node::Text(std::mem::take(pending)));
     }
     pending.clear();
-}
-
-fn is_xml_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\r')
-}
-
-fn non_blank(s: &str) -> &str {
-    s.trim_matches(is_xml_space)
 }
 
 /// Reads an element's name and attributes, resolving attribute namespaces in the current scope.
@@ -308,18 +264,14 @@ fn read_element<R>(
     }
     let mut attrs: Vec<(Option<String>, String, String)> = Vec::new();
     for attr in e.attributes() {
-        let attr = attr.map_err(xml_err)?;
+        let attr = attr.map_err(|e| PidfError(xml::malformed(e)))?;
         if attr.key.as_namespace_binding().is_some() {
             continue;
         }
         let (resolved, local) = reader.resolver().resolve_attribute(attr.key);
-        let ans = match resolved {
-            ResolveResult::Bound(n) => Some(n.as_ref().to_owned()),
-            ResolveResult::Unbound => None,
-            ResolveResult::Unknown(p) => {
-                return Err(PidfError(format!("unbound namespace prefix '{p}'")));
-            }
-        };
+        let ans = xml::namespace(resolved)
+            .map_err(PidfError)?
+            .map(str::to_owned);
         if ans.as_deref() == Some(XMLNS_NS) {
             continue;
         }
@@ -328,12 +280,7 @@ fn read_element<R>(
         }
         let local: &str = local.as_ref();
         check_ncname(local)?;
-        let value = attr
-            .normalized_value(XmlVersion::Explicit1_0)
-            .map_err(xml_err)?;
-        if !value.chars().all(is_xml_char) {
-            return Err(err("invalid character in attribute value"));
-        }
+        let value = xml::attribute_value(&attr).map_err(PidfError)?;
         if attrs.len() >= MAX_ATTRIBUTES {
             return Err(err("too many attributes"));
         }
@@ -399,29 +346,6 @@ fn check_ncname(name: &str) -> Result<(), PidfError> {
             name.escape_default()
         )))
     }
-}
-
-/// Characters allowed by XML 1.0 (`Char` production).
-fn is_xml_char(c: char) -> bool {
-    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
-}
-
-/// Refuses characters XML 1.0 forbids anywhere in the document.
-fn check_chars(text: &str) -> Result<(), PidfError> {
-    let b = text.as_bytes();
-    for (i, &c) in b.iter().enumerate() {
-        let bad = match c {
-            b'\t' | b'\n' | b'\r' => false,
-            0..=0x1F => true,
-            // U+FFFE and U+FFFF are EF BF BE / EF BF BF.
-            0xEF => b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)),
-            _ => false,
-        };
-        if bad {
-            return Err(err("character not allowed in XML"));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
