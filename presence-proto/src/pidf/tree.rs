@@ -1,6 +1,7 @@
 //! A minimal owned XML tree with resolved namespaces, and its serializer.
 
 use super::ns;
+use crate::sip::text::write_uint;
 
 /// The namespace of the `xml:` prefix (`xml:lang`...): always in scope, never declared.
 pub const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
@@ -306,7 +307,7 @@ fn write_qname(prefix: Prefix<'_>, name: &str, out: &mut Vec<u8>) {
         }
         Prefix::Generated(n) => {
             out.extend_from_slice(b"ns");
-            write_u32(n, out);
+            write_uint(out, u64::from(n));
             out.push(b':');
         }
     }
@@ -323,27 +324,12 @@ fn write_decl(prefix: Prefix<'_>, uri: &str, out: &mut Vec<u8>) {
         }
         Prefix::Generated(n) => {
             out.extend_from_slice(b":ns");
-            write_u32(n, out);
+            write_uint(out, u64::from(n));
         }
     }
     out.extend_from_slice(b"=\"");
     escape_attr(uri, out);
     out.push(b'"');
-}
-
-/// Writes `n` in decimal.
-pub(crate) fn write_u32(mut n: u32, out: &mut Vec<u8>) {
-    let mut buf = [0u8; 10];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
 }
 
 /// Escapes character data: `&`, `<`, `>` and `\r` (which XML end-of-line handling would
@@ -525,10 +511,10 @@ mod tests {
     }
 
     #[test]
-    fn write_u32_digits() {
+    fn write_uint_digits() {
         for n in [0u32, 7, 10, 99, 12345, u32::MAX] {
             let mut out = Vec::new();
-            write_u32(n, &mut out);
+            write_uint(&mut out, u64::from(n));
             assert_eq!(out, n.to_string().into_bytes());
         }
     }

@@ -9,7 +9,7 @@ pub mod framer;
 mod grammar;
 pub mod header;
 pub mod message;
-mod text;
+pub(crate) mod text;
 pub mod uri;
 
 pub use framer::{FrameError, Framer};
