@@ -75,23 +75,19 @@ pub fn parse(body: &[u8], max_entries: usize) -> Result<Vec<Entry>, ResourceList
     let mut first_reference = String::new();
     let result = xml::walk(body, MAX_DEPTH, |ev| {
         match ev {
-            xml::Ev::Start {
-                ns,
-                name: local,
-                attrs,
-            } => {
-                let rl = ns == Some(NS);
+            xml::Ev::Start(el) => {
+                let (rl, local) = (el.ns == Some(NS), el.name);
                 let open = match stack.last() {
                     None if rl && local == "resource-lists" => Open::Root,
                     None => {
                         return Err(format!(
                             "root element is not {{{NS}}}resource-lists but {{{}}}{local}",
-                            ns.unwrap_or("")
+                            el.ns.unwrap_or("")
                         ));
                     }
                     Some(Open::Root | Open::List) if rl && local == "list" => Open::List,
                     Some(Open::List) if rl && local == "entry" => {
-                        let uri = xml::attr(attrs, "uri").map_or("", xml::trim);
+                        let uri = el.attr("uri").map_or("", xml::trim);
                         if uri.is_empty() || seen.contains(uri) {
                             Open::Entry(None)
                         } else {
@@ -109,8 +105,9 @@ pub fn parse(body: &[u8], max_entries: usize) -> Result<Vec<Entry>, ResourceList
                     }
                     Some(Open::List) if rl && (local == "entry-ref" || local == "external") => {
                         if references == 0 {
-                            first_reference = xml::attr(attrs, "ref")
-                                .or(xml::attr(attrs, "anchor"))
+                            first_reference = el
+                                .attr("ref")
+                                .or(el.attr("anchor"))
                                 .unwrap_or_default()
                                 .to_owned();
                         }

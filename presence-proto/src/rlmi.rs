@@ -120,14 +120,10 @@ pub fn parse(body: &[u8]) -> Result<List, RlmiError> {
     let mut name = String::new();
     xml::walk(body, MAX_DEPTH, |ev| {
         match ev {
-            xml::Ev::Start {
-                ns,
-                name: local,
-                attrs,
-            } => {
-                let rlmi = ns == Some(NS);
+            xml::Ev::Start(el) => {
+                let (rlmi, local) = (el.ns == Some(NS), el.name);
                 let required = |attr: &str| {
-                    xml::attr(attrs, attr)
+                    el.attr(attr)
                         .map(str::to_owned)
                         .ok_or_else(|| format!("<{local}> without {attr}"))
                 };
@@ -153,7 +149,7 @@ pub fn parse(body: &[u8]) -> Result<List, RlmiError> {
                     (None, _) => {
                         return Err(format!(
                             "root element is not {{{NS}}}list but {{{}}}{local}",
-                            ns.unwrap_or("")
+                            el.ns.unwrap_or("")
                         ));
                     }
                     (Some(Open::List), Some(l)) if rlmi && local == "resource" => {
@@ -178,8 +174,8 @@ pub fn parse(body: &[u8]) -> Result<List, RlmiError> {
                                 r.instances.push(Instance {
                                     id: required("id")?,
                                     state: required("state")?,
-                                    reason: xml::attr(attrs, "reason").map(str::to_owned),
-                                    cid: xml::attr(attrs, "cid").map(str::to_owned),
+                                    reason: el.attr("reason").map(str::to_owned),
+                                    cid: el.attr("cid").map(str::to_owned),
                                 });
                                 Open::Other
                             }

@@ -127,24 +127,31 @@ fn check_chars(text: &str) -> Result<(), String> {
 /// What [`walk`] reports, in document order. Every `Start` is matched by an `End` (an empty
 /// element gives both); text comes in pieces (references and CDATA apart).
 pub(crate) enum Ev<'a> {
-    /// An element: namespace (None when unbound), local name, unprefixed attributes with their
-    /// normalized values (namespace declarations and prefixed attributes left out).
-    Start {
-        ns: Option<&'a str>,
-        name: &'a str,
-        attrs: &'a [(String, String)],
-    },
+    Start(Start<'a>),
     End,
     /// Character data inside the root element, line ends normalized, references resolved.
     Text(&'a str),
 }
 
-/// The value of an unprefixed attribute.
-pub(crate) fn attr<'a>(attrs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    attrs
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+/// An element as [`walk`] reports it.
+pub(crate) struct Start<'a> {
+    /// The namespace, None when unbound.
+    pub(crate) ns: Option<&'a str>,
+    /// The local name.
+    pub(crate) name: &'a str,
+    /// Unprefixed attributes with their normalized values (namespace declarations and prefixed
+    /// attributes left out).
+    attrs: &'a [(String, String)],
+}
+
+impl<'a> Start<'a> {
+    /// The value of an unprefixed attribute.
+    pub(crate) fn attr(&self, name: &str) -> Option<&'a str> {
+        self.attrs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// The event walker of the list formats (resource lists, RLMI): walks `body`, calling `on` for
@@ -185,11 +192,11 @@ pub(crate) fn walk(
                 }
                 let local = e.local_name();
                 let name: &str = local.as_ref();
-                on(Ev::Start {
+                on(Ev::Start(Start {
                     ns,
                     name,
                     attrs: &attrs,
-                })?;
+                }))?;
                 if matches!(event, Event::Empty(_)) {
                     on(Ev::End)?;
                     root_done = depth == 0;
