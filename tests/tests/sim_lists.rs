@@ -78,13 +78,7 @@ fn full_state_then_partial_changes_with_versions() {
 
     // A change later than the interval goes out at once, alone, as partial state.
     sim.advance(Duration::from_secs(3));
-    let mut alice = Ua::new(&mut sim, "alice");
-    alice.publish(
-        &mut sim,
-        Some(&alice.pidf("t-alice", "a1", None)),
-        Some(3600),
-        None,
-    );
+    publish(&mut sim, "alice", "a1");
     let l = decode_list(&bob.expect_notify(&mut sim, 200));
     assert_eq!((l.rlmi.version, l.rlmi.full_state), (1, false));
     assert_eq!(l.with_instances(), ["sip:alice@example.org"]);
@@ -108,13 +102,7 @@ fn changes_within_the_interval_are_batched() {
     publish(&mut sim, "carol", "c0");
     sim.advance(Duration::from_millis(500));
     publish(&mut sim, "dave", "d0");
-    let mut alice = Ua::new(&mut sim, "alice");
-    alice.publish(
-        &mut sim,
-        Some(&alice.pidf("t-alice", "a1", None)),
-        Some(3600),
-        None,
-    );
+    publish(&mut sim, "alice", "a1");
     assert!(
         sim.recv(bob.conn).is_none(),
         "nothing before 2 s after the last NOTIFY"
