@@ -106,16 +106,13 @@ fn bench_fanout(c: &mut Criterion) {
             // Answer the NOTIFYs and learn the ETag from the PUBLISH's 200.
             let mut answers = Vec::new();
             for data in &out {
-                let mut f = presence_proto::sip::Framer::new(1 << 20);
-                f.push(data);
-                while let Ok(Some(raw)) = f.next_message() {
-                    let m = Message::parse(raw, 128).expect("parse");
+                for_each_message(data, 1 << 20, |m| {
                     if m.is_request() {
                         answers.extend_from_slice(&answer(&m));
                     } else if let Some(e) = m.header(&presence_proto::sip::HeaderName::SipEtag) {
                         etag = String::from_utf8_lossy(e).into_owned();
                     }
-                }
+                });
             }
             server.connection_data(start, proxy, &answers);
             n += 1;
@@ -129,15 +126,21 @@ fn bench_fanout(c: &mut Criterion) {
 fn drain(server: &mut Server, responses: &mut Vec<Vec<u8>>) {
     while let Some(a) = server.poll_action() {
         if let Action::Send { data, .. } = a {
-            let mut f = presence_proto::sip::Framer::new(1 << 20);
-            f.push(&data);
-            while let Ok(Some(raw)) = f.next_message() {
-                let m = Message::parse(raw, 128).expect("parse");
+            for_each_message(&data, 1 << 20, |m| {
                 if m.is_request() {
                     responses.push(answer(&m));
                 }
-            }
+            });
         }
+    }
+}
+
+/// Frames the bytes sent on a connection (messages up to `max` bytes) and parses each message.
+fn for_each_message(data: &[u8], max: usize, mut each: impl FnMut(Message)) {
+    let mut f = presence_proto::sip::Framer::new(max);
+    f.push(data);
+    while let Ok(Some(raw)) = f.next_message() {
+        each(Message::parse(raw, 128).expect("parse"));
     }
 }
 
@@ -177,17 +180,14 @@ fn bench_list_notify(c: &mut Criterion) {
     let mut answers = Vec::new();
     while let Some(a) = server.poll_action() {
         if let Action::Send { data, .. } = a {
-            let mut f = presence_proto::sip::Framer::new(1 << 22);
-            f.push(&data);
-            while let Ok(Some(raw)) = f.next_message() {
-                let m = Message::parse(raw, 128).expect("parse");
+            for_each_message(&data, 1 << 22, |m| {
                 if m.is_request() {
                     answers.push(answer(&m));
                 } else if let Some(to) = m.header(&presence_proto::sip::HeaderName::To) {
                     let to = String::from_utf8_lossy(to);
                     to_tag = to[to.find(";tag=").expect("tag")..].to_owned();
                 }
-            }
+            });
         }
     }
     for a in answers {
