@@ -196,6 +196,18 @@ pub struct Dialog {
     pub cseq: u32,
 }
 
+impl Dialog {
+    /// Takes the tag of the response's To header (the server's side of the dialog), if any.
+    pub fn learn_to_tag(&mut self, resp: &Message) {
+        if let Some(to) = resp.header(&HeaderName::To) {
+            let to = String::from_utf8_lossy(to);
+            if let Some(i) = to.find(";tag=") {
+                self.to_tag = to[i + 5..].split(';').next().unwrap_or("").to_owned();
+            }
+        }
+    }
+}
+
 impl Ua {
     pub fn new(sim: &mut Sim, user: &str) -> Ua {
         let conn = sim.connect();
@@ -311,12 +323,7 @@ impl Ua {
         let (m, mut d) = self.subscribe_msg(target, expires, "");
         sim.send(self.conn, m);
         let resp = self.expect_response(sim);
-        if let Some(to) = resp.header(&HeaderName::To) {
-            let to = String::from_utf8_lossy(to);
-            if let Some(i) = to.find(";tag=") {
-                d.to_tag = to[i + 5..].split(';').next().unwrap_or("").to_owned();
-            }
-        }
+        d.learn_to_tag(&resp);
         (d, resp)
     }
 
@@ -531,12 +538,7 @@ impl Ua {
         let (m, mut d) = self.subscribe_list_msg(list_uri, &body, expires, extra);
         sim.send(self.conn, m);
         let resp = self.expect_response(sim);
-        if let Some(to) = resp.header(&HeaderName::To) {
-            let to = String::from_utf8_lossy(to);
-            if let Some(i) = to.find(";tag=") {
-                d.to_tag = to[i + 5..].split(';').next().unwrap_or("").to_owned();
-            }
-        }
+        d.learn_to_tag(&resp);
         (d, resp)
     }
 }
