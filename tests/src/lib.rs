@@ -3,3 +3,18 @@
 pub mod daemon;
 pub mod sim;
 pub mod traces;
+
+use bytes::Bytes;
+use presence_proto::sip::{Header, HeaderName, Message};
+
+/// What parsing the wire form of `m` gives back: `write_to` drops stored Content-Length headers
+/// and appends a fresh one after the others.
+pub fn normalized(m: &Message) -> Message {
+    let mut n = m.clone();
+    n.headers.retain(|h| h.name != HeaderName::ContentLength);
+    n.headers.push(Header {
+        name: HeaderName::ContentLength,
+        value: Bytes::from(m.body.len().to_string()),
+    });
+    n
+}

@@ -11,6 +11,7 @@ use presence_proto::sip::{
     CSeq, ContentType, Event, Framer, Header, HeaderName, Message, Method, NameAddr, Params,
     StartLine, SubscriptionState, Uri, Via,
 };
+use presence_tests::normalized;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -412,18 +413,6 @@ fn case() -> impl Strategy<Value = Case> {
             }
         },
     )
-}
-
-/// What parsing the wire form gives back: `write_to` drops stored Content-Length headers and
-/// appends a fresh one after the others.
-fn normalized(m: &Message) -> Message {
-    let mut n = m.clone();
-    n.headers.retain(|h| h.name != HeaderName::ContentLength);
-    n.headers.push(Header {
-        name: HeaderName::ContentLength,
-        value: Bytes::from(m.body.len().to_string()),
-    });
-    n
 }
 
 fn parse(wire: &[u8]) -> Message {

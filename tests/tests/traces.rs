@@ -4,9 +4,10 @@
 use bytes::Bytes;
 use presence_proto::sip::header::parse_u32;
 use presence_proto::sip::{
-    CSeq, ContentType, Event, Framer, Header, HeaderName, Message, Method, NameAddr, StartLine,
+    CSeq, ContentType, Event, Framer, HeaderName, Message, Method, NameAddr, StartLine,
     SubscriptionState, Via, token_list,
 };
+use presence_tests::normalized;
 use presence_tests::traces::{Captured, capture_files, read_capture};
 
 const MAX_MESSAGE: usize = 64 * 1024;
@@ -30,17 +31,6 @@ fn load_all() -> Vec<(String, Vec<Captured>)> {
 fn header<'a>(m: &'a Message, name: &HeaderName, what: &str) -> &'a Bytes {
     m.header(name)
         .unwrap_or_else(|| panic!("{what}: no {} header", name.as_str()))
-}
-
-/// What parsing the serialized message gives back (`write_to` moves Content-Length last).
-fn normalized(m: &Message) -> Message {
-    let mut n = m.clone();
-    n.headers.retain(|h| h.name != HeaderName::ContentLength);
-    n.headers.push(Header {
-        name: HeaderName::ContentLength,
-        value: Bytes::from(m.body.len().to_string()),
-    });
-    n
 }
 
 fn check_name_addr_round_trip(n: &NameAddr, what: &str) {
