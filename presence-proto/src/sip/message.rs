@@ -303,39 +303,21 @@ impl Message {
 }
 
 impl ParseError {
-    const EMPTY: ParseError = ParseError {
-        reason: "empty message",
-    };
-    const NO_END_OF_HEAD: ParseError = ParseError {
-        reason: "no blank line after the headers",
-    };
-    const BAD_START_LINE: ParseError = ParseError {
-        reason: "malformed start line",
-    };
-    const BAD_VERSION: ParseError = ParseError {
-        reason: "unsupported SIP version",
-    };
-    const BAD_METHOD: ParseError = ParseError {
-        reason: "malformed method",
-    };
-    const BAD_STATUS: ParseError = ParseError {
-        reason: "malformed status code",
-    };
-    const BAD_FOLDING: ParseError = ParseError {
-        reason: "continuation line without a header",
-    };
-    const TOO_MANY_HEADERS: ParseError = ParseError {
-        reason: "too many headers",
-    };
-    const NO_COLON: ParseError = ParseError {
-        reason: "header line without colon",
-    };
-    const EMPTY_NAME: ParseError = ParseError {
-        reason: "empty header name",
-    };
-    const BAD_NAME: ParseError = ParseError {
-        reason: "malformed header name",
-    };
+    const EMPTY: ParseError = ParseError::new("empty message");
+    const NO_END_OF_HEAD: ParseError = ParseError::new("no blank line after the headers");
+    const BAD_START_LINE: ParseError = ParseError::new("malformed start line");
+    const BAD_VERSION: ParseError = ParseError::new("unsupported SIP version");
+    const BAD_METHOD: ParseError = ParseError::new("malformed method");
+    const BAD_STATUS: ParseError = ParseError::new("malformed status code");
+    const BAD_FOLDING: ParseError = ParseError::new("continuation line without a header");
+    const TOO_MANY_HEADERS: ParseError = ParseError::new("too many headers");
+    const NO_COLON: ParseError = ParseError::new("header line without colon");
+    const EMPTY_NAME: ParseError = ParseError::new("empty header name");
+    const BAD_NAME: ParseError = ParseError::new("malformed header name");
+
+    const fn new(reason: &'static str) -> ParseError {
+        ParseError { reason }
+    }
 }
 
 impl std::fmt::Display for ParseError {

@@ -51,8 +51,7 @@ pub(crate) fn is_ws(b: u8) -> bool {
 
 /// Removes leading and trailing SP / HTAB.
 pub(crate) fn trim(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|&b| !is_ws(b)).unwrap_or(s.len());
-    let end = s.iter().rposition(|&b| !is_ws(b)).map_or(start, |p| p + 1);
+    let (start, end) = trim_range(s);
     s.get(start..end).unwrap_or_default()
 }
 
