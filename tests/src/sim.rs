@@ -542,3 +542,75 @@ impl Ua {
         (d, resp)
     }
 }
+
+/// A scripted account database for the simulator.
+#[derive(Debug, Default, Clone)]
+pub struct FakeDb {
+    pub accounts: Vec<presence_proto::AccountRow>,
+    /// (from, to) → name-addr rows.
+    pub lists: BTreeMap<(String, String), Vec<String>>,
+}
+
+impl FakeDb {
+    pub fn with_account(mut self, login: &str, domain: &str, phone: Option<&str>) -> FakeDb {
+        self.accounts.push(presence_proto::AccountRow {
+            login: login.into(),
+            domain: Some(domain.into()),
+            phone: phone.map(str::to_owned),
+        });
+        self
+    }
+
+    /// What the database answers to `q`.
+    pub fn answer(&self, q: &presence_proto::Query) -> presence_proto::QueryResult {
+        use presence_proto::{Query, QueryResult};
+        match q {
+            Query::Accounts { users } => QueryResult::Accounts(
+                self.accounts
+                    .iter()
+                    .filter(|a| {
+                        users
+                            .iter()
+                            .any(|u| *u == a.login || Some(u) == a.phone.as_ref())
+                    })
+                    .cloned()
+                    .collect(),
+            ),
+            Query::ListMembers { from, to } => QueryResult::ListMembers(
+                self.lists
+                    .get(&(from.clone(), to.clone()))
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+}
+
+impl Sim {
+    /// Answers every pending query from `db`; returns how many were answered.
+    pub fn answer_queries(&mut self, db: &FakeDb) -> usize {
+        let mut n = 0;
+        while let Some((id, q)) = self.queries.pop_front() {
+            let r = db.answer(&q);
+            self.server.query_result(self.now, id, Ok(r));
+            self.pump();
+            n += 1;
+        }
+        n
+    }
+
+    /// Fails every pending query.
+    pub fn fail_queries(&mut self) -> usize {
+        let mut n = 0;
+        while let Some((id, _)) = self.queries.pop_front() {
+            self.server.query_result(
+                self.now,
+                id,
+                Err(presence_proto::QueryError("database down".into())),
+            );
+            self.pump();
+            n += 1;
+        }
+        n
+    }
+}

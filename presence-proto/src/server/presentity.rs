@@ -3,7 +3,7 @@
 //! a presentity, and phone-number aliases sharing an account's publications), and the
 //! who-watches-whom index behind the mutual-subscription rule.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -34,8 +34,6 @@ pub(crate) struct Presentity {
     pub(crate) alias_of: Option<String>,
     /// Keys of the aliases of this presentity.
     pub(crate) aliases: Vec<String>,
-    /// When the user was last active (a publication refreshed or removed).
-    pub(crate) last_activity: Option<Instant>,
     /// The composed document for watchers with full access; None when stale.
     full: Option<Bytes>,
     /// The document for watchers without access to published state.
@@ -69,6 +67,10 @@ pub(crate) struct Presentities {
     /// watcher AOR → presentity AOR → number of live subscriptions.
     watching: HashMap<String, HashMap<String, u32>>,
     pub(crate) clock: Clock,
+    /// When each user was last active (a publication refreshed or removed), kept for the
+    /// retention time even when the presentity goes away; `activity_order` prunes it.
+    last_activity: HashMap<String, Instant>,
+    activity_order: VecDeque<(String, Instant)>,
 }
 
 /// A short stable token for ids derived from a key (FNV-1a).
@@ -139,7 +141,6 @@ impl Presentities {
                 account: None,
                 alias_of: None,
                 aliases: Vec::new(),
-                last_activity: None,
                 full: None,
                 restricted: None,
             })
@@ -278,9 +279,9 @@ impl Presentities {
             pidf::compose(&p.entity, &docs, &mut out);
         } else if let Some(contact) = &p.account {
             let last = self
-                .map
+                .last_activity
                 .get(&source)
-                .and_then(|s| s.last_activity)
+                .copied()
                 .filter(|t| now.saturating_duration_since(*t) <= self.clock.retention)
                 .and_then(|t| self.clock.format(t));
             pidf::long_term(
@@ -303,6 +304,22 @@ impl Presentities {
             }
         }
         doc
+    }
+
+    /// Records that the user of `key` was active at `now` (and forgets activity older than the
+    /// retention time).
+    pub(crate) fn record_activity(&mut self, key: &str, now: Instant) {
+        while let Some((k, at)) = self.activity_order.front() {
+            if now.saturating_duration_since(*at) <= self.clock.retention {
+                break;
+            }
+            if self.last_activity.get(k) == Some(at) {
+                self.last_activity.remove(k);
+            }
+            self.activity_order.pop_front();
+        }
+        self.last_activity.insert(key.to_owned(), now);
+        self.activity_order.push_back((key.to_owned(), now));
     }
 
     /// Counts one more subscription of `watcher` to `presentity`; true when it is the first.

@@ -237,9 +237,7 @@ impl Server {
                 self.timers.arm(expires_at, Timer::PublicationExpiry(id));
                 self.respond_published(conn, remote, msg, &etag, expires);
                 // Flexisip's "last activity": a refresh or a removal, not an initial publication.
-                if let Some(p) = self.presentities.get_mut(&presentity) {
-                    p.last_activity = Some(now);
-                }
+                self.presentities.record_activity(&presentity, now);
                 self.presentity_changed(now, &presentity);
             }
             (None, Some(doc), expires) => {
@@ -313,8 +311,8 @@ impl Server {
         };
         if let Some(pres) = self.presentities.get_mut(&p.presentity) {
             pres.publications.retain(|x| *x != id);
-            pres.last_activity = Some(now);
         }
+        self.presentities.record_activity(&p.presentity, now);
         self.presentity_changed(now, &p.presentity);
         self.presentities.remove_if_unused(&p.presentity);
     }
