@@ -9,6 +9,8 @@
 //!     let config = match presence_daemon::startup(std::env::args_os().skip(1)) {
 //!         presence_daemon::Startup::Run(config) => config,
 //!         presence_daemon::Startup::Exit(code) => return code,
+//!         // `accounts …`: run presence_daemon::run_accounts on an async runtime.
+//!         presence_daemon::Startup::Accounts(..) => return std::process::ExitCode::SUCCESS,
 //!     };
 //!     // bind config.listen, set config.proto.contact, run the core...
 //!     # let _ = run(*config);
@@ -17,6 +19,7 @@
 //! ```
 
 pub mod cli;
+pub mod db;
 pub mod driver;
 pub mod ini;
 pub mod logging;
@@ -28,6 +31,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
+pub use cli::AccountsCommand;
+pub use db::Databases;
 pub use driver::{Core, random_seed};
 pub use settings::{
     ConfigError, DaemonConfig, Loaded, dump_default_config, load_file, parse_config,
@@ -41,6 +46,8 @@ pub enum Startup {
     Run(Box<DaemonConfig>),
     /// Exit now with this code (help, version, dump printed; or an error reported).
     Exit(ExitCode),
+    /// Run an `accounts` subcommand with this configuration ([`run_accounts`]), then exit.
+    Accounts(Box<DaemonConfig>, AccountsCommand),
 }
 
 /// Exit code for a bad command line.
@@ -72,7 +79,11 @@ where
     if cli.dump_default_config {
         return print_and_exit(&dump_default_config());
     }
-    logging::init(cli.debug);
+    // The accounts subcommand is a command-line tool: only warnings and errors are logged.
+    match cli.accounts {
+        Some(_) => logging::init_level(if cli.debug { "debug" } else { "warn" }),
+        None => logging::init(cli.debug),
+    }
 
     let default_path = Path::new(cli::DEFAULT_CONFIG_PATH);
     let path = match &cli.config {
@@ -99,7 +110,10 @@ where
             for w in warnings {
                 tracing::warn!("{w}");
             }
-            Startup::Run(Box::new(config))
+            match cli.accounts {
+                Some(command) => Startup::Accounts(Box::new(config), command),
+                None => Startup::Run(Box::new(config)),
+            }
         }
         Err(e) => {
             tracing::error!("{e}");
@@ -113,5 +127,23 @@ fn print_and_exit(text: &str) -> Startup {
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Startup::Exit(ExitCode::SUCCESS),
         Err(_) => Startup::Exit(ExitCode::FAILURE),
+    }
+}
+
+/// Runs an `accounts` subcommand (on whatever async runtime the caller uses): prints its output on
+/// stdout, or the error on stderr; the exit code (0, or [`EXIT_CONFIG`] on failure).
+pub async fn run_accounts(config: &DaemonConfig, command: &AccountsCommand) -> ExitCode {
+    match db::accounts::run_command(config, command).await {
+        Ok(text) => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            }
+        }
+        Err(e) => {
+            eprintln!("presence-server: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
     }
 }

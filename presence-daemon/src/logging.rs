@@ -7,7 +7,11 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber. The level is `info` (`debug` with `--debug`) unless `RUST_LOG`
 /// is set, which then chooses. Calling it twice is harmless (the second call does nothing).
 pub fn init(debug: bool) {
-    let default = if debug { "debug" } else { "info" };
+    init_level(if debug { "debug" } else { "info" });
+}
+
+/// Installs the global subscriber with `default` as the filter unless `RUST_LOG` is set.
+pub fn init_level(default: &str) {
     let (filter, bad_env) = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.trim().is_empty() => match EnvFilter::try_new(&spec) {
             Ok(f) => (f, None),

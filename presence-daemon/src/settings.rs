@@ -10,6 +10,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::db::{EMBEDDED_POOL_SIZE, MAX_POOL_SIZE};
 use crate::ini;
 use crate::transport::{ListenAddr, Protocol, TransportUri, parse_transport};
 
@@ -153,53 +154,83 @@ pub const PRESENCE_KEYS: &[KeyDef] = &[
         "1048576",
         "Largest size a deflate-compressed request body may inflate to, in bytes; beyond, 413 (not in Flexisip).",
     ),
-    unused(
+    key(
         "long-term-enabled",
         Kind::Bool,
-        "false",
-        "Not yet used by this server. Long-term presence: users of the authentication database appear open and away.",
+        "true",
+        "Long-term presence: watched users found in the account database appear open and away when they publish nothing, and phone aliases resolve. Default true with the embedded database; false (Flexisip's default) when [module::Authentication] db-implementation is set.",
     ),
-    unused(
-        "rls-database-connection",
+    key(
+        "accounts-database",
         Kind::String,
-        "",
-        "Not yet used by this server. Connection string of the database holding server-side resource lists.",
+        "presence-accounts.db",
+        "Embedded account database, used when [module::Authentication] has no db-implementation: a SQLite file (relative to the working directory; created with its schema when absent) or an sqlx URL (not in Flexisip).",
     ),
-    unused(
-        "rls-database-request",
-        Kind::String,
-        "",
-        "Not yet used by this server. SQL query returning the entries of a server-side list (named parameters :from and :to).",
-    ),
-    unused(
-        "rls-database-max-thread",
-        Kind::Int,
-        "50",
-        "Not yet used by this server. Number of connections used for resource-list queries.",
-    ),
-    unused(
-        "rls-database-max-thread-queue-size",
-        Kind::Int,
-        "50",
-        "Not yet used by this server. Number of resource-list queries allowed to wait for a connection.",
-    ),
-    unused(
-        "soci-user-with-phone-request",
-        Kind::String,
-        "",
-        "Not yet used by this server. SQL query finding the user owning a phone number (named parameter :phone).",
-    ),
-    unused(
+    key(
         "soci-users-with-phones-request",
         Kind::String,
         "",
-        "Not yet used by this server. SQL query finding the users owning a list of phone numbers (:phones; returns login, domain[, phone]).",
+        "SQL finding the accounts of a list of user parts (:phones, expanded into bound parameters); returns login, domain[, phone]. Empty: a default on the accounts table (username, domain, phone, activated).",
     ),
-    unused(
+    key(
+        "soci-user-with-phone-request",
+        Kind::String,
+        "",
+        "SQL finding the login of one user part or phone number (:phone); used, once per user, when soci-users-with-phones-request is empty.",
+    ),
+    key(
+        "account-cache-lifetime",
+        Kind::Seconds,
+        "300",
+        "How long an account lookup (found or not) is remembered, in seconds (not in Flexisip, whose cache never expires).",
+    ),
+    key(
+        "account-cache-size",
+        Kind::Int,
+        "100000",
+        "Most account lookups remembered at once (not in Flexisip).",
+    ),
+    key(
+        "max-query-batch",
+        Kind::Int,
+        "100",
+        "Most user parts looked up by one SQL statement; a list of N users costs N / max-query-batch statements (not in Flexisip).",
+    ),
+    key(
+        "database-query-timeout",
+        Kind::Millis,
+        "5000",
+        "Longest wait for a database answer, in ms; past it the request is answered without it (not in Flexisip).",
+    ),
+    key(
+        "rls-database-connection",
+        Kind::String,
+        "",
+        "Database of server-known resource lists: an sqlx URL (sqlite://, postgres://, mysql://) or a soci connection string, which means MySQL as in Flexisip.",
+    ),
+    key(
+        "rls-database-request",
+        Kind::String,
+        "",
+        "SQL returning the members of a server-known list, one name-addr per row in the first column (named parameters :from, the subscriber, and :to, the list URI).",
+    ),
+    key(
+        "rls-database-max-thread",
+        Kind::Int,
+        "50",
+        "Connections to the list database (at most 64 are opened).",
+    ),
+    key(
+        "rls-database-max-thread-queue-size",
+        Kind::Int,
+        "50",
+        "List queries allowed to wait for a connection, on top of the account queries'.",
+    ),
+    key(
         "last-activity-retention-time",
         Kind::Millis,
         "86400000",
-        "Not yet used by this server. How long the time of last activity is remembered after a publication ends, in milliseconds.",
+        "How long the time of last activity is remembered after a publication ends, in milliseconds.",
     ),
     unused(
         "leak-detector",
@@ -222,27 +253,27 @@ pub const PRESENCE_DEPRECATED: &[(&str, &str)] = &[
 ];
 
 /// The `[module::Authentication]` keys we read (the section's other keys belong to the proxy and
-/// are ignored silently). None of them is used yet: they are for long-term presence.
+/// are ignored silently): where the accounts of long-term presence are.
 pub const AUTH_KEYS: &[KeyDef] = &[
-    unused(
+    key(
         "db-implementation",
         Kind::String,
         "file",
-        "User database backend: file or soci.",
+        "User database backend: file or soci; when absent, the embedded database (accounts-database).",
     ),
-    unused(
+    key(
         "file-path",
         Kind::String,
         "",
         "Password file of the file backend.",
     ),
-    unused(
+    key(
         "soci-backend",
         Kind::String,
         "mysql",
         "soci backend of the user database.",
     ),
-    unused(
+    key(
         "soci-connection-string",
         Kind::String,
         "",
@@ -254,13 +285,13 @@ pub const AUTH_KEYS: &[KeyDef] = &[
         "",
         "Password query (not used by presence).",
     ),
-    unused(
+    key(
         "soci-poolsize",
         Kind::Int,
         "100",
-        "Connections to the user database.",
+        "Connections to the user database (at most 64 are opened).",
     ),
-    unused(
+    key(
         "soci-max-queue-size",
         Kind::Int,
         "1000",
@@ -272,13 +303,13 @@ pub const AUTH_KEYS: &[KeyDef] = &[
         "1800",
         "Password cache lifetime (not used by presence).",
     ),
-    unused(
+    key(
         "soci-user-with-phone-request",
         Kind::String,
         "",
         "Deprecated here: fallback for the [presence-server] key of the same name.",
     ),
-    unused(
+    key(
         "soci-users-with-phones-request",
         Kind::String,
         "",
@@ -301,6 +332,9 @@ pub struct RlsDatabase {
 /// What we read from `[module::Authentication]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
+    /// True when the file sets `db-implementation`: the operator's account database is used
+    /// instead of the embedded one.
+    pub configured: bool,
     pub db_implementation: String,
     pub file_path: String,
     pub soci_backend: String,
@@ -321,16 +355,16 @@ pub struct DaemonConfig {
     pub listen: Vec<ListenAddr>,
     /// What the core needs (`contact` is filled in by the runtime once it has bound).
     pub proto: presence_proto::Config,
-    /// `long-term-enabled` (not used yet).
+    /// `long-term-enabled` (also in `proto`): when false no account database is opened.
     pub long_term_enabled: bool,
-    /// `rls-database-*` (not used yet).
+    /// `accounts-database`: the embedded account database (a SQLite path or an sqlx URL).
+    pub accounts_database: String,
+    /// `rls-database-*`.
     pub rls_database: RlsDatabase,
-    /// `soci-user-with-phone-request` (not used yet).
+    /// `soci-user-with-phone-request`.
     pub soci_user_with_phone_request: String,
-    /// `soci-users-with-phones-request` (not used yet).
+    /// `soci-users-with-phones-request`.
     pub soci_users_with_phones_request: String,
-    /// `last-activity-retention-time` (not used yet).
-    pub last_activity_retention: Duration,
     /// `leak-detector` (no effect).
     pub leak_detector: bool,
     /// `[module::Authentication]`.
@@ -353,17 +387,71 @@ impl Default for DaemonConfig {
         }
         cfg.auth.soci_user_with_phone_request = None;
         cfg.auth.soci_users_with_phones_request = None;
+        finish(&mut cfg, true, "defaults", &mut warnings);
         cfg
     }
 }
 
+/// Where the accounts of long-term presence are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountBackend {
+    /// No `db-implementation` in the file: our embedded database (`accounts-database`).
+    Embedded { database: String },
+    /// `db-implementation=file`: Flexisip's password file.
+    File { path: String },
+    /// `db-implementation=soci`: an SQL database.
+    Soci { backend: String, connection: String },
+    /// Another `db-implementation` (Flexisip's test-only `fixed`, or a typo).
+    Unsupported(String),
+}
+
 impl DaemonConfig {
+    /// Where the accounts are, per `[module::Authentication]`.
+    pub fn account_backend(&self) -> AccountBackend {
+        if !self.auth.configured {
+            return AccountBackend::Embedded {
+                database: self.accounts_database.clone(),
+            };
+        }
+        match self.auth.db_implementation.trim() {
+            "file" => AccountBackend::File {
+                path: self.auth.file_path.clone(),
+            },
+            "soci" => AccountBackend::Soci {
+                backend: self.auth.soci_backend.clone(),
+                connection: self.auth.soci_connection_string.clone(),
+            },
+            other => AccountBackend::Unsupported(other.to_owned()),
+        }
+    }
+
+    /// Connections to the account database.
+    pub fn account_pool_size(&self) -> u32 {
+        match self.account_backend() {
+            AccountBackend::Soci { .. } => self.auth.soci_poolsize.min(MAX_POOL_SIZE),
+            _ => EMBEDDED_POOL_SIZE,
+        }
+    }
+
+    /// Connections to the list database.
+    pub fn list_pool_size(&self) -> u32 {
+        self.rls_database.max_thread.clamp(1, MAX_POOL_SIZE)
+    }
+
+    /// Whether server-known lists are configured (`rls-database-connection` and
+    /// `rls-database-request` both set).
+    pub fn server_known_lists(&self) -> bool {
+        !self.rls_database.connection.trim().is_empty()
+            && !self.rls_database.request.trim().is_empty()
+    }
+
     fn blank() -> DaemonConfig {
         DaemonConfig {
             enabled: false,
             listen: Vec::new(),
             proto: presence_proto::Config::default(),
             long_term_enabled: false,
+            accounts_database: String::new(),
             rls_database: RlsDatabase {
                 connection: String::new(),
                 request: String::new(),
@@ -372,9 +460,9 @@ impl DaemonConfig {
             },
             soci_user_with_phone_request: String::new(),
             soci_users_with_phones_request: String::new(),
-            last_activity_retention: Duration::ZERO,
             leak_detector: false,
             auth: AuthConfig {
+                configured: false,
                 db_implementation: String::new(),
                 file_path: String::new(),
                 soci_backend: String::new(),
@@ -641,6 +729,14 @@ pub fn parse_config(text: &str, origin: &str) -> Result<Loaded, ConfigError> {
         }
     }
 
+    cfg.auth.configured = auth_explicit.contains("db-implementation");
+    finish(
+        &mut cfg,
+        explicit.contains("long-term-enabled"),
+        origin,
+        &mut warnings,
+    );
+
     if cfg.proto.publish_default_expires > cfg.proto.max_expires {
         warnings.push(format!(
             "{origin}: [{PRESENCE_SECTION}] expires ({}) is longer than max-expires ({}); publications will be shortened",
@@ -651,6 +747,58 @@ pub fn parse_config(text: &str, origin: &str) -> Result<Loaded, ConfigError> {
         config: cfg,
         warnings,
     })
+}
+
+/// Settings that depend on several keys: long-term presence's default, server-known lists, the
+/// core's query limits from the pool sizes.
+fn finish(
+    cfg: &mut DaemonConfig,
+    long_term_explicit: bool,
+    origin: &str,
+    warnings: &mut Vec<String>,
+) {
+    if cfg.auth.configured && !long_term_explicit {
+        // Flexisip refuses to start in this case; we keep its default.
+        cfg.long_term_enabled = false;
+        warnings.push(format!(
+            "{origin}: [{AUTH_SECTION}] db-implementation is set but [{PRESENCE_SECTION}] \
+             long-term-enabled is not: long-term presence is off, as in Flexisip; set \
+             long-term-enabled=true to look watched users up in that database"
+        ));
+    }
+    let rls = &cfg.rls_database;
+    match (
+        rls.connection.trim().is_empty(),
+        rls.request.trim().is_empty(),
+    ) {
+        (false, true) => warnings.push(format!(
+            "{origin}: [{PRESENCE_SECTION}] rls-database-connection is set but \
+             rls-database-request is empty: server-known lists are off"
+        )),
+        (true, false) => warnings.push(format!(
+            "{origin}: [{PRESENCE_SECTION}] rls-database-request is set but \
+             rls-database-connection is empty: server-known lists are off"
+        )),
+        _ => {}
+    }
+    cfg.proto.long_term_enabled = cfg.long_term_enabled;
+    cfg.proto.server_known_lists = cfg.server_known_lists();
+    let (account_slots, account_queue) = match (cfg.long_term_enabled, cfg.account_backend()) {
+        (false, _) => (0, 0),
+        // Answered from memory: no connection to wait for.
+        (true, AccountBackend::File { .. }) => (16, 1000),
+        (true, AccountBackend::Soci { .. }) => {
+            (cfg.account_pool_size(), cfg.auth.soci_max_queue_size)
+        }
+        (true, _) => (cfg.account_pool_size(), 1000),
+    };
+    let (list_slots, list_queue) = if cfg.proto.server_known_lists {
+        (cfg.list_pool_size(), cfg.rls_database.max_thread_queue_size)
+    } else {
+        (0, 0)
+    };
+    cfg.proto.max_inflight_queries = (account_slots + list_slots).max(1) as usize;
+    cfg.proto.max_queued_queries = account_queue.saturating_add(list_queue) as usize;
 }
 
 enum Lookup {
@@ -703,6 +851,26 @@ fn apply_presence(
             cfg.proto.max_inflated_size = parse_int(value, 1024, 256 * 1024 * 1024)? as usize
         }
         "long-term-enabled" => cfg.long_term_enabled = parse_bool(value)?,
+        "accounts-database" => {
+            if value.trim().is_empty() {
+                return Err("must name a SQLite file or give a database URL".to_owned());
+            }
+            cfg.accounts_database = value.trim().to_owned()
+        }
+        "account-cache-lifetime" => {
+            cfg.proto.account_cache_lifetime = parse_duration(value, Unit::Seconds)?
+        }
+        "account-cache-size" => {
+            cfg.proto.account_cache_size = parse_int(value, 0, 100_000_000)? as usize
+        }
+        "max-query-batch" => cfg.proto.max_query_batch = parse_int(value, 1, 10_000)? as usize,
+        "database-query-timeout" => {
+            let d = parse_duration(value, Unit::Millis)?;
+            if d < Duration::from_millis(10) {
+                return Err("must be at least 10 ms".to_owned());
+            }
+            cfg.proto.query_timeout = d
+        }
         "rls-database-connection" => cfg.rls_database.connection = value.to_owned(),
         "rls-database-request" => cfg.rls_database.request = value.to_owned(),
         "rls-database-max-thread" => {
@@ -714,7 +882,7 @@ fn apply_presence(
         "soci-user-with-phone-request" => cfg.soci_user_with_phone_request = value.to_owned(),
         "soci-users-with-phones-request" => cfg.soci_users_with_phones_request = value.to_owned(),
         "last-activity-retention-time" => {
-            cfg.last_activity_retention = parse_duration(value, Unit::Millis)?
+            cfg.proto.last_activity_retention = parse_duration(value, Unit::Millis)?
         }
         "leak-detector" => cfg.leak_detector = parse_bool(value)?,
         other => unreachable!("no handler for [presence-server] {other}"),
@@ -725,7 +893,7 @@ fn apply_presence(
 fn apply_auth(cfg: &mut DaemonConfig, name: &str, value: &str) -> Result<(), String> {
     let auth = &mut cfg.auth;
     match name {
-        "db-implementation" => auth.db_implementation = value.to_owned(),
+        "db-implementation" => auth.db_implementation = value.trim().to_owned(),
         "file-path" => auth.file_path = value.to_owned(),
         "soci-backend" => auth.soci_backend = value.to_owned(),
         "soci-connection-string" => auth.soci_connection_string = value.to_owned(),
@@ -906,11 +1074,30 @@ mod tests {
         assert_eq!(cfg.proto.list_overflow_delay, core.list_overflow_delay);
         assert_eq!(cfg.proto.max_list_entries, core.max_list_entries);
         assert_eq!(cfg.proto.max_inflated_size, core.max_inflated_size);
-        assert!(!cfg.long_term_enabled);
+        // The embedded account database makes long-term presence work out of the box.
+        assert!(cfg.long_term_enabled && cfg.proto.long_term_enabled);
+        assert_eq!(
+            cfg.account_backend(),
+            AccountBackend::Embedded {
+                database: "presence-accounts.db".into()
+            }
+        );
+        assert!(!cfg.proto.server_known_lists);
         assert_eq!(cfg.rls_database.max_thread, 50);
         assert_eq!(cfg.rls_database.max_thread_queue_size, 50);
-        assert_eq!(cfg.last_activity_retention, Duration::from_secs(86_400));
+        assert_eq!(
+            cfg.proto.last_activity_retention,
+            core.last_activity_retention
+        );
+        assert_eq!(cfg.proto.query_timeout, core.query_timeout);
+        assert_eq!(cfg.proto.max_query_batch, core.max_query_batch);
+        assert_eq!(cfg.proto.account_cache_size, core.account_cache_size);
+        assert_eq!(
+            cfg.proto.account_cache_lifetime,
+            core.account_cache_lifetime
+        );
         assert_eq!(cfg.auth.db_implementation, "file");
+        assert!(!cfg.auth.configured);
         assert_eq!(cfg.auth.soci_poolsize, 100);
     }
 
@@ -980,9 +1167,14 @@ mod tests {
         assert_eq!(cfg.auth.db_implementation, "soci");
         assert_eq!(cfg.auth.soci_poolsize, 20);
         assert_eq!(cfg.auth.file_path, "/etc/flexisip/users.db");
-        // Only the deprecated `datasource` is worth a warning; other sections are silent.
-        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+        assert!(matches!(cfg.account_backend(), AccountBackend::Soci { .. }));
+        // The operator's database, without an explicit long-term-enabled: off, as in Flexisip.
+        assert!(!cfg.long_term_enabled && !cfg.proto.long_term_enabled);
+        // Only the deprecated `datasource` and the long-term default are worth a warning; other
+        // sections are silent.
+        assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
         assert!(loaded.warnings[0].contains("datasource"));
+        assert!(loaded.warnings[1].contains("long-term-enabled"));
     }
 
     #[test]
@@ -1149,13 +1341,112 @@ mod tests {
 
     #[test]
     fn unused_keys_warn_only_when_changed() {
-        let loaded =
-            parse("[presence-server]\nnotify-limit=200\nlong-term-enabled=true\n").unwrap();
+        let loaded = parse("[presence-server]\nnotify-limit=200\nleak-detector=true\n").unwrap();
         assert_eq!(loaded.config.proto.notify_limit, 200);
         assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
-        assert!(loaded.warnings[0].contains("long-term-enabled"));
+        assert!(loaded.warnings[0].contains("leak-detector"));
         assert!(loaded.warnings[0].contains("not yet used"));
-        assert!(loaded.config.long_term_enabled);
+        assert!(loaded.config.leak_detector);
+    }
+
+    #[test]
+    fn database_keys() {
+        let cfg = parse(
+            "[presence-server]\n\
+             long-term-enabled=false\n\
+             accounts-database=/var/lib/presence/accounts.db\n\
+             database-query-timeout=250\n\
+             account-cache-lifetime=1min\n\
+             account-cache-size=10\n\
+             max-query-batch=7\n\
+             last-activity-retention-time=1h\n\
+             rls-database-connection=postgres://u@h/d\n\
+             rls-database-request=select uri from lists where owner = :from and list = :to\n\
+             rls-database-max-thread=500\n",
+        )
+        .unwrap()
+        .config;
+        assert!(!cfg.long_term_enabled && !cfg.proto.long_term_enabled);
+        assert_eq!(cfg.accounts_database, "/var/lib/presence/accounts.db");
+        assert_eq!(cfg.proto.query_timeout, Duration::from_millis(250));
+        assert_eq!(cfg.proto.account_cache_lifetime, Duration::from_secs(60));
+        assert_eq!(cfg.proto.account_cache_size, 10);
+        assert_eq!(cfg.proto.max_query_batch, 7);
+        assert_eq!(cfg.proto.last_activity_retention, Duration::from_secs(3600));
+        assert!(cfg.proto.server_known_lists);
+        // Pools are capped; only the list database is open (long-term presence is off).
+        assert_eq!(cfg.list_pool_size(), 64);
+        assert_eq!(cfg.proto.max_inflight_queries, 64);
+        assert_eq!(cfg.proto.max_queued_queries, 50);
+        for (text, key) in [
+            ("database-query-timeout=0", "database-query-timeout"),
+            ("max-query-batch=0", "max-query-batch"),
+            ("accounts-database=", "accounts-database"),
+        ] {
+            let err = parse(&format!("[presence-server]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn account_backends() {
+        let loaded = parse(
+            "[module::Authentication]\ndb-implementation=file\nfile-path=/etc/flexisip/passwd\n\
+             [presence-server]\nlong-term-enabled=true\n",
+        )
+        .unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let cfg = loaded.config;
+        assert!(cfg.long_term_enabled);
+        assert_eq!(
+            cfg.account_backend(),
+            AccountBackend::File {
+                path: "/etc/flexisip/passwd".into()
+            }
+        );
+        let cfg = parse(
+            "[module::Authentication]\ndb-implementation=soci\nsoci-backend=postgresql\n\
+             soci-connection-string=db=f user=u\nsoci-poolsize=500\nsoci-max-queue-size=7\n\
+             [presence-server]\nlong-term-enabled=yes\n",
+        )
+        .unwrap()
+        .config;
+        assert_eq!(
+            cfg.account_backend(),
+            AccountBackend::Soci {
+                backend: "postgresql".into(),
+                connection: "db=f user=u".into()
+            }
+        );
+        assert_eq!(cfg.account_pool_size(), 64);
+        assert_eq!(cfg.proto.max_inflight_queries, 64);
+        assert_eq!(cfg.proto.max_queued_queries, 7);
+        let cfg = parse("[module::Authentication]\ndb-implementation=fixed\n")
+            .unwrap()
+            .config;
+        assert_eq!(
+            cfg.account_backend(),
+            AccountBackend::Unsupported("fixed".into())
+        );
+        // Without db-implementation the rest of the section does not matter.
+        let cfg = parse("[module::Authentication]\nfile-path=/x\n")
+            .unwrap()
+            .config;
+        assert!(cfg.long_term_enabled);
+        assert!(matches!(
+            cfg.account_backend(),
+            AccountBackend::Embedded { .. }
+        ));
+        // Half a list configuration is worth a warning.
+        let loaded = parse("[presence-server]\nrls-database-request=select 1\n").unwrap();
+        assert!(!loaded.config.proto.server_known_lists);
+        assert!(
+            loaded.warnings[0].contains("server-known lists are off"),
+            "{:?}",
+            loaded.warnings
+        );
     }
 
     #[test]
