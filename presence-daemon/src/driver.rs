@@ -197,6 +197,8 @@ impl<C: Core, W: Outlet> Driver<C, W> {
 /// `Contact` URI is filled in (with a warning when the bound address cannot be advertised).
 pub fn core_config(config: &DaemonConfig, first_bound: SocketAddr) -> presence_proto::Config {
     let mut proto = config.proto.clone();
+    // The core reads no clock: it gets the wall-clock time of one instant, for timestamps.
+    proto.wall_clock = Some((std::time::Instant::now(), std::time::SystemTime::now()));
     if let Some(listen) = config.listen.first() {
         let (contact, exact) = contact_uri(listen, first_bound);
         if !exact {

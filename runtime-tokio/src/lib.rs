@@ -12,12 +12,16 @@
 //! - the core task ([`serve`]), the only owner of the [`presence_proto::Server`] (through
 //!   [`Driver`]): it handles one input, then up to [`MAX_INPUT_BATCH`] more that are already
 //!   queued, then fires due timers and drains the core's actions, so each connection gets one
-//!   write per batch.
+//!   write per batch;
+//! - one task per database query the core asks for (`Action::Query`): it runs
+//!   [`Databases::execute`] and hands the outcome back to the core task as an input. The core
+//!   bounds the number of queries in flight and their wait, so the runtime runs what it is given.
 //!
-//! The runtime never looks inside the bytes.
+//! The runtime never looks inside the bytes, nor inside the queries.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -26,8 +30,8 @@ use presence_daemon::driver::{
     SHUTDOWN_GRACE, WRITE_TIMEOUT, core_config,
 };
 use presence_daemon::driver::{Driver, Outlet};
-use presence_daemon::{Core, DaemonConfig, ListenAddr, random_seed};
-use presence_proto::{ConnId, Server, Target};
+use presence_daemon::{Core, DaemonConfig, Databases, ListenAddr, random_seed};
+use presence_proto::{ConnId, Query, QueryError, QueryId, QueryResult, Server, Target};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -46,6 +50,8 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
         info!("stopped");
         return Ok(());
     }
+    // Configuration errors stop the startup; a database that is down is only logged.
+    let databases = Arc::new(Databases::connect(&config).await?);
     let listeners = bind(&config.listen).await?;
     let first = listeners
         .first()
@@ -54,7 +60,8 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     let proto = core_config(&config, first);
     debug!("contact {}", proto.contact);
     let server = Server::new(proto, Instant::now(), random_seed());
-    serve(listeners, server, shutdown).await;
+    serve(listeners, server, Arc::clone(&databases), shutdown).await;
+    databases.close().await;
     Ok(())
 }
 
@@ -93,6 +100,8 @@ enum Input {
     Accepted(TcpStream, SocketAddr, SocketAddr),
     Data(ConnId, Bytes),
     Closed(ConnId),
+    /// A query the core asked for is done.
+    QueryDone(QueryId, Result<QueryResult, QueryError>),
 }
 
 /// A connection's writer, as the driver sees it.
@@ -105,11 +114,13 @@ impl Outlet for Writer {
     }
 }
 
-/// Serves `listeners` with `core` until `shutdown` resolves; then stops accepting, lets writers
-/// flush for at most [`SHUTDOWN_GRACE`] and returns.
+/// Serves `listeners` with `core` until `shutdown` resolves, running the core's queries on
+/// `databases`; then stops accepting, drops the queries in flight, lets writers flush for at most
+/// [`SHUTDOWN_GRACE`] and returns.
 pub async fn serve<C: Core>(
     listeners: Vec<TcpListener>,
     core: C,
+    databases: Arc<Databases>,
     shutdown: impl Future<Output = ()>,
 ) {
     let (tx, mut rx) = mpsc::channel::<Input>(INPUT_QUEUE);
@@ -118,6 +129,7 @@ pub async fn serve<C: Core>(
         acceptors.spawn(accept_loop(listener, tx.clone()));
     }
     let mut tasks = JoinSet::new();
+    let mut queries = JoinSet::new();
     let mut driver: Driver<C, Writer> = Driver::new(core);
     tokio::pin!(shutdown);
     loop {
@@ -138,6 +150,7 @@ pub async fn serve<C: Core>(
             }
             () = sleep_until(deadline) => {}
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            Some(_) = queries.join_next(), if !queries.is_empty() => {}
         }
         // Timers are checked after every batch, so a busy server does not starve them.
         if let Some(deadline) = driver.deadline() {
@@ -146,7 +159,6 @@ pub async fn serve<C: Core>(
                 driver.timeout(now);
             }
         }
-        let mut queries = Vec::new();
         driver.drain(
             |conn, target| {
                 let (out_tx, out_rx) = mpsc::unbounded_channel();
@@ -158,19 +170,14 @@ pub async fn serve<C: Core>(
                 ));
                 Writer(out_tx)
             },
-            |id, query| queries.push((id, query)),
+            |id, query| {
+                queries.spawn(run_query(Arc::clone(&databases), id, query, tx.clone()));
+            },
         );
-        // No database adapter yet: every query fails at once.
-        for (id, _query) in queries {
-            driver.query_result(
-                Instant::now(),
-                id,
-                Err(presence_proto::QueryError("no database configured".into())),
-            );
-        }
     }
 
     acceptors.abort_all();
+    queries.abort_all();
     rx.close();
     let open = driver.connections();
     driver.close_all();
@@ -216,7 +223,24 @@ fn handle<C: Core>(
             debug!(?conn, "connection closed");
             driver.closed(now, conn);
         }
+        Input::QueryDone(id, result) => {
+            if let Err(e) = &result {
+                debug!(?id, "query failed: {}", e.0);
+            }
+            driver.query_result(now, id, result);
+        }
     }
+}
+
+/// Runs one query and reports its outcome to the core task.
+async fn run_query(
+    databases: Arc<Databases>,
+    id: QueryId,
+    query: Query,
+    events: mpsc::Sender<Input>,
+) {
+    let result = databases.execute(&query).await;
+    let _ = events.send(Input::QueryDone(id, result)).await;
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -6,10 +6,10 @@ use std::time::Duration;
 use presence_daemon::{EXIT_CONFIG, Startup, startup};
 
 fn main() -> ExitCode {
-    let config = match startup(std::env::args_os().skip(1)) {
-        Startup::Run(config) => config,
-        Startup::Exit(code) => return code,
-    };
+    let startup = startup(std::env::args_os().skip(1));
+    if let Startup::Exit(code) = startup {
+        return code;
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -19,6 +19,13 @@ fn main() -> ExitCode {
             tracing::error!("cannot start the tokio runtime: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
+    };
+    let config = match startup {
+        Startup::Run(config) => config,
+        Startup::Accounts(config, command) => {
+            return runtime.block_on(presence_daemon::run_accounts(&config, &command));
+        }
+        Startup::Exit(code) => return code,
     };
     let result = runtime.block_on(runtime_tokio::run(*config));
     // Do not wait for a blocked name resolution or similar at exit.

@@ -1,14 +1,15 @@
 //! The tokio driver against a fake core that speaks a line protocol: it checks the plumbing
-//! (accept, read, coalesced write, close after flush, outbound connect, timers, shutdown)
-//! without depending on the SIP core.
+//! (accept, read, coalesced write, close after flush, outbound connect, timers, database
+//! queries, shutdown) without depending on the SIP core.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use presence_daemon::Core;
-use presence_proto::{Action, ConnId, QueryError, QueryId, QueryResult, Target};
+use presence_daemon::{Core, Databases};
+use presence_proto::{Action, ConnId, Query, QueryError, QueryId, QueryResult, Target};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -18,8 +19,11 @@ const T: Duration = Duration::from_secs(5);
 
 /// Lines in, `echo:LINE` out; `close` closes; `connect PORT` opens an outbound connection and
 /// says `hello` on it; `timer` answers `tick` 20 ms later. Output of one drain is one `Send` per
-/// connection. Events are reported to the test.
+/// connection. `query USER…` asks the database for accounts and `list` for a list, answering
+/// `accounts:LOGIN@DOMAIN…`, `members:N` or `error:MESSAGE` when the result comes back. Events are
+/// reported to the test.
 struct LineCore {
+    queries: HashMap<QueryId, ConnId>,
     next: u64,
     bufs: HashMap<ConnId, Vec<u8>>,
     pending: BTreeMap<ConnId, Vec<u8>>,
@@ -31,6 +35,7 @@ struct LineCore {
 impl LineCore {
     fn new(events: mpsc::UnboundedSender<String>) -> Self {
         LineCore {
+            queries: HashMap::new(),
             next: 0,
             bufs: HashMap::new(),
             pending: BTreeMap::new(),
@@ -56,7 +61,24 @@ impl LineCore {
 }
 
 impl Core for LineCore {
-    fn query_result(&mut self, _: Instant, _: QueryId, _: Result<QueryResult, QueryError>) {}
+    fn query_result(&mut self, _: Instant, id: QueryId, result: Result<QueryResult, QueryError>) {
+        let Some(conn) = self.queries.remove(&id) else {
+            return;
+        };
+        let text = match result {
+            Ok(QueryResult::Accounts(rows)) => {
+                let mut found: Vec<String> = rows
+                    .iter()
+                    .map(|r| format!("{}@{}", r.login, r.domain.as_deref().unwrap_or("?")))
+                    .collect();
+                found.sort();
+                format!("accounts:{}\n", found.join(","))
+            }
+            Ok(QueryResult::ListMembers(m)) => format!("members:{}\n", m.len()),
+            Err(e) => format!("error:{}\n", e.0),
+        };
+        self.out(conn, &text);
+    }
     fn connection_opened(&mut self, _: Instant, _: SocketAddr, _: SocketAddr) -> ConnId {
         self.next += 1;
         let _ = self.events.send(format!("opened {}", self.next));
@@ -86,6 +108,26 @@ impl Core for LineCore {
                     },
                 });
                 self.out(out, "hello\n");
+            } else if let Some(users) = line.strip_prefix("query ") {
+                self.next += 1;
+                let id = QueryId(self.next);
+                self.queries.insert(id, conn);
+                let users = users.split(' ').map(str::to_owned).collect();
+                self.actions.push(Action::Query {
+                    id,
+                    query: Query::Accounts { users },
+                });
+            } else if line == "list" {
+                self.next += 1;
+                let id = QueryId(self.next);
+                self.queries.insert(id, conn);
+                self.actions.push(Action::Query {
+                    id,
+                    query: Query::ListMembers {
+                        from: "sip:a@x".into(),
+                        to: "sip:l@x".into(),
+                    },
+                });
             } else if line == "timer" {
                 self.timers.push((now + Duration::from_millis(20), conn));
             } else {
@@ -121,6 +163,10 @@ struct Harness {
 
 impl Harness {
     async fn start() -> Harness {
+        Harness::with_databases(Databases::none()).await
+    }
+
+    async fn with_databases(databases: Databases) -> Harness {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (ev_tx, events) = mpsc::unbounded_channel();
@@ -128,6 +174,7 @@ impl Harness {
         let server = tokio::spawn(runtime_tokio::serve(
             vec![listener],
             LineCore::new(ev_tx),
+            Arc::new(databases),
             async {
                 let _ = stopped.await;
             },
@@ -279,6 +326,53 @@ async fn many_queued_lines_are_all_answered() {
         text.lines()
             .enumerate()
             .all(|(i, l)| l == format!("echo:line {i}"))
+    );
+    drop(h);
+}
+
+#[tokio::test]
+async fn queries_run_and_come_back() {
+    // A password file as the account database (the SQL backends are tested in presence-daemon).
+    let dir = std::env::temp_dir().join(format!("presence-driver-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let passwd = dir.join("passwd");
+    std::fs::write(
+        &passwd,
+        "version:1\nalice@example.org clrtxt:a ;\nbob@example.org clrtxt:b ; bob +33612345678\n",
+    )
+    .unwrap();
+    let config = presence_daemon::parse_config(
+        &format!(
+            "[module::Authentication]\ndb-implementation=file\nfile-path={}\n\
+             [presence-server]\nlong-term-enabled=true\n",
+            passwd.display()
+        ),
+        "test.conf",
+    )
+    .unwrap()
+    .config;
+    let databases = Databases::connect(&config).await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let h = Harness::with_databases(databases).await;
+    let mut a = BufReader::new(TcpStream::connect(h.addr).await.unwrap());
+    a.get_mut()
+        .write_all(b"query alice +33612345678 carol\nquery nobody\nlist\nafter\n")
+        .await
+        .unwrap();
+    // The echo is written at once; the query results follow as they come.
+    let mut lines = Vec::new();
+    for _ in 0..4 {
+        lines.push(read_line(&mut a).await);
+    }
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "accounts:\n",
+            "accounts:alice@example.org,bob@example.org\n",
+            "echo:after\n",
+            "error:no list database: rls-database-connection and rls-database-request are not set\n",
+        ]
     );
     drop(h);
 }
