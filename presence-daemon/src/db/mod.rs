@@ -474,7 +474,13 @@ impl Databases {
                 "no account database: long-term presence is disabled".to_owned(),
             ));
         };
-        let mut wanted: Vec<String> = users.iter().filter(|u| !u.is_empty()).cloned().collect();
+        // A NUL byte cannot be in any account (PostgreSQL refuses it in text and would fail the
+        // whole batch): such user parts are not looked up.
+        let mut wanted: Vec<String> = users
+            .iter()
+            .filter(|u| !u.is_empty() && !u.contains('\0'))
+            .cloned()
+            .collect();
         wanted.sort_unstable();
         wanted.dedup();
         if wanted.is_empty() {
@@ -550,6 +556,10 @@ impl Databases {
                     .to_owned(),
             ));
         };
+        if from.contains('\0') || to.contains('\0') {
+            // No row can hold it (and PostgreSQL would refuse the statement).
+            return Ok(Vec::new());
+        }
         let from = [from.to_owned()];
         let to = [to.to_owned()];
         let (sql, binds) = request
