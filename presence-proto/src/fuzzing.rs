@@ -170,7 +170,18 @@ const USERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
 pub fn server(data: &[u8]) {
     let start = Instant::now();
     let mut now = start;
-    let mut server = Server::new(Config::default(), now, 7);
+    // Long-term presence and server-known lists on, so the query paths are exercised: ops 7
+    // answer, fail or drop the oldest pending query.
+    let config = Config {
+        long_term_enabled: true,
+        server_known_lists: true,
+        max_inflight_queries: 4,
+        max_queued_queries: 8,
+        ..Config::default()
+    };
+    let mut server = Server::new(config, now, 7);
+    let mut queries: std::collections::VecDeque<(crate::QueryId, crate::Query)> =
+        Default::default();
     let mut open: Vec<ConnId> = Vec::new();
     let mut known: BTreeSet<ConnId> = BTreeSet::new();
     let mut closed: BTreeSet<ConnId> = BTreeSet::new();
@@ -187,7 +198,7 @@ pub fn server(data: &[u8]) {
         let op = byte(&mut i);
         let pick =
             |b: u8, open: &Vec<ConnId>| open.get(usize::from(b) % open.len().max(1)).copied();
-        match op % 7 {
+        match op % 8 {
             0 if open.len() < 16 => {
                 let port = 40000 + u16::from(byte(&mut i));
                 let c = server.connection_opened(
@@ -219,13 +230,42 @@ pub fn server(data: &[u8]) {
                 now += Duration::from_millis(u64::from(byte(&mut i)) * 500);
                 server.handle_timeout(now);
             }
+            7 => {
+                let b = byte(&mut i);
+                if let Some((id, q)) = queries.pop_front() {
+                    let result = match (b % 3, q) {
+                        (0, _) => Err(crate::QueryError("down".into())),
+                        (_, crate::Query::Accounts { users }) => Ok(crate::QueryResult::Accounts(
+                            users
+                                .iter()
+                                .filter(|u| u.len() % 2 == usize::from(b) % 2)
+                                .map(|u| crate::AccountRow {
+                                    login: USERS[usize::from(b) % USERS.len()].to_owned(),
+                                    domain: (b & 8 != 0).then(|| "d".to_owned()),
+                                    phone: Some(u.clone()),
+                                })
+                                .collect(),
+                        )),
+                        (_, crate::Query::ListMembers { .. }) => {
+                            Ok(crate::QueryResult::ListMembers(
+                                USERS
+                                    .iter()
+                                    .take(usize::from(b) % 5)
+                                    .map(|u| format!("\"{u}\" <sip:{u}@d>"))
+                                    .collect(),
+                            ))
+                        }
+                    };
+                    server.query_result(now, id, result);
+                }
+            }
             4 | 5 => {
                 let b = byte(&mut i);
                 let u = USERS[usize::from(b) % USERS.len()];
                 let v = USERS[usize::from(b >> 2) % USERS.len()];
                 let expires = [0u32, 1, 60, 3600][usize::from(b >> 4) % 4];
                 seq += 1;
-                let msg = if op % 7 == 4 {
+                let msg = if op % 8 == 4 {
                     let body = format!(
                         "<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"sip:{u}@d\"><tuple id=\"t{b}\"><status><basic>open</basic></status></tuple></presence>"
                     );
@@ -235,8 +275,13 @@ pub fn server(data: &[u8]) {
                     )
                 } else {
                     format!(
-                        "SUBSCRIBE sip:{v}@d SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK{seq}\r\nFrom: <sip:{u}@d>;tag=a{seq}\r\nTo: <sip:{v}@d>\r\nCall-ID: s{seq}\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:{u}@127.0.0.1:{}>\r\nEvent: presence\r\nExpires: {expires}\r\nContent-Length: 0\r\n\r\n",
-                        40000 + u32::from(b)
+                        "SUBSCRIBE sip:{v}@d SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK{seq}\r\nFrom: <sip:{u}@d>;tag=a{seq}\r\nTo: <sip:{v}@d>\r\nCall-ID: s{seq}\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:{u}@127.0.0.1:{}>\r\nEvent: presence\r\nExpires: {expires}\r\n{list}Content-Length: 0\r\n\r\n",
+                        40000 + u32::from(b),
+                        list = if b & 0x80 != 0 {
+                            "Supported: eventlist\r\n"
+                        } else {
+                            ""
+                        }
                     )
                 };
                 if let Some(c) = pick(b, &open) {
@@ -271,7 +316,7 @@ pub fn server(data: &[u8]) {
                         }
                     }
                 }
-                Action::Query { .. } => {}
+                Action::Query { id, query } => queries.push_back((id, query)),
                 Action::Close { conn } => {
                     assert!(known.contains(&conn), "Close of an unknown connection");
                     closed.insert(conn);
