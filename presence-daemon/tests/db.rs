@@ -973,3 +973,60 @@ fn configuration_errors() {
         }
     });
 }
+
+#[test]
+fn runs_without_tokio() {
+    // sqlx picks the runtime it runs in: the same adapter on smol (no tokio runtime here), with
+    // its timeout.
+    let dir = TempDir::new();
+    let config = parse_config(
+        &format!(
+            "[presence-server]\naccounts-database={}\ndatabase-query-timeout=2000\n",
+            dir.0.join("smol.db").display()
+        ),
+        "test.conf",
+    )
+    .unwrap()
+    .config;
+    smol::block_on(async {
+        assert!(tokio::runtime::Handle::try_current().is_err());
+        let out = run_command(
+            &config,
+            &AccountsCommand::Add {
+                address: "alice@example.org".into(),
+                phone: Some("+33612345678".into()),
+            },
+        )
+        .await
+        .unwrap();
+        assert!(out.starts_with("added"), "{out}");
+        let dbs = Databases::connect(&config).await.unwrap();
+        assert_eq!(
+            lookup(&dbs, &["+33612345678"]).await,
+            [row("alice", "example.org", Some("+33612345678"))]
+        );
+        // A dead server: the error comes within the timeout, from async-io's timer.
+        let dead = parse_config(
+            "[module::Authentication]\ndb-implementation=soci\nsoci-backend=postgresql\n\
+             soci-connection-string=postgres://postgres@127.0.0.1:1/x\n\
+             [presence-server]\nlong-term-enabled=true\ndatabase-query-timeout=500\n",
+            "test.conf",
+        )
+        .unwrap()
+        .config;
+        let dbs = Databases::connect(&dead).await.unwrap();
+        let start = Instant::now();
+        assert!(
+            dbs.execute(&Query::Accounts {
+                users: vec!["alice".into()]
+            })
+            .await
+            .is_err()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+    });
+}
