@@ -480,3 +480,20 @@ fn watching_a_phone_number_counts_as_watching_its_account_for_the_mutual_rule() 
     let b = body(&bob.expect_notify(&mut sim, 200));
     assert!(b.contains("for-bob"), "mutual through the alias: {b}");
 }
+
+#[test]
+fn a_zero_cache_lifetime_still_answers_after_one_lookup() {
+    let mut sim = Sim::new(Config {
+        account_cache_lifetime: Duration::ZERO,
+        ..config()
+    });
+    let mut bob = Ua::new(&mut sim, "bob");
+    let (m, _) = bob.subscribe_msg("sip:alice@example.org", Some(600), "");
+    sim.send(bob.conn, m);
+    assert_eq!(sim.answer_queries(&db()), 1, "one lookup, not a loop");
+    assert_eq!(bob.expect_response(&mut sim).status(), Some(200));
+    assert!(
+        body(&bob.expect_notify(&mut sim, 200))
+            .contains("<contact>sip:alice@example.org</contact>")
+    );
+}

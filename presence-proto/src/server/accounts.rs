@@ -111,10 +111,12 @@ impl Accounts {
         self.issued
     }
 
+    /// A lookup still valid at `now` (valid at least at the instant it was made, so a request
+    /// re-dispatched after its lookups always proceeds, even with a zero lifetime).
     fn cached(&self, key: &str, now: Instant) -> Option<&Lookup> {
         self.cache
             .get(key)
-            .filter(|c| c.until > now)
+            .filter(|c| c.until >= now)
             .map(|c| &c.state)
     }
 
