@@ -8,7 +8,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use tracing::{debug, info};
 
-use super::subscription::{Kind, Refusal, bad_request};
+use super::response::{Refusal, bad_request};
+use super::subscription::Kind;
 use super::timers::Timer;
 use super::{Server, SubId};
 use crate::sip::{ContentType, HeaderName, Message, StartLine, Uri, token_list};

@@ -389,6 +389,18 @@ impl Server {
         self.notify_response(now, &branch, code);
     }
 
+    /// Answers with an error.
+    pub(crate) fn refuse(
+        &mut self,
+        conn: ConnId,
+        remote: SocketAddr,
+        msg: &Message,
+        r: response::Refusal,
+    ) {
+        let extra: Vec<(&str, &[u8])> = r.2.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        self.respond(conn, remote, msg, r.0, r.1, &extra);
+    }
+
     /// Writes a response (no dialog: a fresh To tag when the request has none).
     fn respond(
         &mut self,

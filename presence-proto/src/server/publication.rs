@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 
-use super::response::{RequestInfo, warning};
+use super::response::{RequestInfo, bad_request, warning};
 use super::timers::Timer;
 use super::{ConnId, PubId, Server};
 use crate::pidf;
@@ -119,9 +119,7 @@ impl Server {
             Some(v) => match parse_u32(v) {
                 Some(e) => e.min(self.config.max_expires),
                 None => {
-                    let w = warning("Bad Expires");
-                    self.respond(conn, remote, msg, 400, "Bad Request", &[("Warning", &w)]);
-                    return;
+                    return self.refuse(conn, remote, msg, bad_request("Bad Expires"));
                 }
             },
         };
@@ -174,9 +172,7 @@ impl Server {
                 return;
             }
             if msg.body.is_empty() {
-                let w = warning("Body is empty");
-                self.respond(conn, remote, msg, 400, "Bad Request", &[("Warning", &w)]);
-                return;
+                return self.refuse(conn, remote, msg, bad_request("Body is empty"));
             }
             if msg
                 .header(&HeaderName::ContentEncoding)
@@ -195,17 +191,23 @@ impl Server {
             let doc = match pidf::parse(&msg.body) {
                 Ok(d) => d,
                 Err(e) => {
-                    let w = warning(&format!("Cannot parse body: {}", e.0));
-                    self.respond(conn, remote, msg, 400, "Bad Request", &[("Warning", &w)]);
-                    return;
+                    return self.refuse(
+                        conn,
+                        remote,
+                        msg,
+                        bad_request(&format!("Cannot parse body: {}", e.0)),
+                    );
                 }
             };
             match Uri::parse(doc.entity.as_bytes()) {
                 Some(entity) if same_user_host(&entity, &info.from.uri) => {}
                 _ => {
-                    let w = warning("Entity must be same as From");
-                    self.respond(conn, remote, msg, 400, "Bad Request", &[("Warning", &w)]);
-                    return;
+                    return self.refuse(
+                        conn,
+                        remote,
+                        msg,
+                        bad_request("Entity must be same as From"),
+                    );
                 }
             }
             Some(doc)
@@ -269,8 +271,7 @@ impl Server {
             }
             (None, None, _) => {
                 // Unreachable by construction: no ETag implies a document was required above.
-                let w = warning("Body is empty");
-                self.respond(conn, remote, msg, 400, "Bad Request", &[("Warning", &w)]);
+                self.refuse(conn, remote, msg, bad_request("Body is empty"));
             }
         }
     }

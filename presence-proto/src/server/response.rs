@@ -171,3 +171,11 @@ pub(crate) fn warning(text: &str) -> Vec<u8> {
     v.push(b'"');
     v
 }
+
+/// An error answer: status, reason phrase, extra headers.
+pub(crate) type Refusal = (u16, &'static str, Vec<(&'static str, Vec<u8>)>);
+
+/// A 400 with a Warning.
+pub(crate) fn bad_request(text: &str) -> Refusal {
+    (400, "Bad Request", vec![("Warning", warning(text))])
+}

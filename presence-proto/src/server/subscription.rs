@@ -11,7 +11,7 @@ use tracing::{debug, info};
 
 use super::list::{ListBody, ListError, ListState};
 use super::presentity::Watch;
-use super::response::{RequestInfo, warning};
+use super::response::{RequestInfo, bad_request, warning};
 use super::timers::Timer;
 use super::{ConnId, Server, SubId, Target};
 use crate::config::Config;
@@ -142,20 +142,7 @@ fn kind_keys(kind: &Kind) -> Vec<String> {
     }
 }
 
-/// An error answer: status, reason phrase, extra headers.
-pub(crate) type Refusal = (u16, &'static str, Vec<(&'static str, Vec<u8>)>);
-
-/// A 400 with a Warning.
-pub(crate) fn bad_request(text: &str) -> Refusal {
-    (400, "Bad Request", vec![("Warning", warning(text))])
-}
-
 impl Server {
-    fn refuse(&mut self, conn: ConnId, remote: SocketAddr, msg: &Message, r: Refusal) {
-        let extra: Vec<(&str, &[u8])> = r.2.iter().map(|(n, v)| (*n, v.as_slice())).collect();
-        self.respond(conn, remote, msg, r.0, r.1, &extra);
-    }
-
     pub(crate) fn handle_subscribe(
         &mut self,
         now: Instant,
