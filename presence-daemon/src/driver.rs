@@ -80,6 +80,17 @@ pub trait Outlet {
     fn send(&self, data: Bytes);
 }
 
+/// What reaches the core task from the runtime's tasks; `S` is the runtime's TCP stream.
+#[derive(Debug)]
+pub enum Input<S> {
+    /// A listener accepted `S` from the remote address on the local one.
+    Accepted(S, SocketAddr, SocketAddr),
+    Data(ConnId, Bytes),
+    Closed(ConnId),
+    /// A query the core asked for is done.
+    QueryDone(QueryId, Result<QueryResult, QueryError>),
+}
+
 /// The core plus the table of connections it knows.
 #[derive(Debug)]
 pub struct Driver<C, W> {
@@ -187,10 +198,76 @@ impl<C: Core, W: Outlet> Driver<C, W> {
         }
     }
 
+    /// Handles one input at `now`; for an accepted stream, `spawn` starts the connection's tasks
+    /// and returns its writer.
+    pub fn handle<S>(&mut self, now: Instant, input: Input<S>, spawn: impl FnOnce(ConnId, S) -> W) {
+        match input {
+            Input::Accepted(stream, remote, local) => {
+                let conn = self.accepted(now, remote, local, |conn| spawn(conn, stream));
+                tracing::debug!(?conn, "accepted from {remote} on {local}");
+            }
+            Input::Data(conn, data) => self.data(now, conn, &data),
+            Input::Closed(conn) => {
+                tracing::debug!(?conn, "connection closed");
+                self.closed(now, conn);
+            }
+            Input::QueryDone(id, result) => {
+                if let Err(e) = &result {
+                    tracing::debug!(?id, "query failed: {}", e.0);
+                }
+                self.query_result(now, id, result);
+            }
+        }
+    }
+
+    /// Fires the core's timers when its deadline has passed (checked after every batch, so that a
+    /// busy server does not starve them).
+    pub fn fire_due_timers(&mut self) {
+        if let Some(deadline) = self.deadline() {
+            let now = Instant::now();
+            if deadline <= now {
+                self.timeout(now);
+            }
+        }
+    }
+
     /// Drops every writer (they flush and close): used at shutdown.
     pub fn close_all(&mut self) {
         self.conns.clear();
     }
+}
+
+/// One write out of `first` and whatever `next` still has queued: usually the core sends one chunk
+/// per connection per drain; if the socket was slow and several are queued, they go out together.
+pub fn coalesce(first: Bytes, mut next: impl FnMut() -> Option<Bytes>) -> Bytes {
+    let Some(second) = next() else {
+        return first;
+    };
+    let mut buf = bytes::BytesMut::with_capacity(first.len() + second.len());
+    buf.extend_from_slice(&first);
+    buf.extend_from_slice(&second);
+    while let Some(more) = next() {
+        buf.extend_from_slice(&more);
+    }
+    buf.freeze()
+}
+
+/// The last log line of a server: `open` connections were closed at shutdown, and `unflushed`
+/// of them had not flushed within [`SHUTDOWN_GRACE`].
+pub fn log_stopped(open: usize, unflushed: usize) {
+    if unflushed == 0 {
+        tracing::info!("stopped ({open} connections closed)");
+    } else {
+        tracing::warn!("stopped; {unflushed} connections did not flush in {SHUTDOWN_GRACE:?}");
+    }
+}
+
+/// The error a writer reports when the peer accepts no data for [`WRITE_TIMEOUT`].
+pub fn write_timed_out() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("peer accepted no data for {WRITE_TIMEOUT:?}"),
+    )
 }
 
 /// The core's configuration for a daemon whose first listener is bound to `first_bound`: the

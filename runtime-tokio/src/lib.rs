@@ -20,18 +20,17 @@
 //! The runtime never looks inside the bytes, nor inside the queries.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use presence_daemon::driver::{
     ACCEPT_ERROR_PAUSE, CONNECT_TIMEOUT, INPUT_QUEUE, MAX_INPUT_BATCH, READ_BUFFER_SIZE,
-    SHUTDOWN_GRACE, WRITE_TIMEOUT, core_config,
+    SHUTDOWN_GRACE, WRITE_TIMEOUT, coalesce, core_config, log_stopped, write_timed_out,
 };
 use presence_daemon::driver::{Driver, Outlet};
 use presence_daemon::{Core, DaemonConfig, Databases, ListenAddr, random_seed};
-use presence_proto::{ConnId, Query, QueryError, QueryId, QueryResult, Server, Target};
+use presence_proto::{ConnId, Query, QueryId, Server, Target};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -96,13 +95,7 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
 }
 
 /// What reaches the core task.
-enum Input {
-    Accepted(TcpStream, SocketAddr, SocketAddr),
-    Data(ConnId, Bytes),
-    Closed(ConnId),
-    /// A query the core asked for is done.
-    QueryDone(QueryId, Result<QueryResult, QueryError>),
-}
+type Input = presence_daemon::driver::Input<TcpStream>;
 
 /// A connection's writer, as the driver sees it.
 struct Writer(mpsc::UnboundedSender<Bytes>);
@@ -152,13 +145,7 @@ pub async fn serve<C: Core>(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             Some(_) = queries.join_next(), if !queries.is_empty() => {}
         }
-        // Timers are checked after every batch, so a busy server does not starve them.
-        if let Some(deadline) = driver.deadline() {
-            let now = Instant::now();
-            if deadline <= now {
-                driver.timeout(now);
-            }
-        }
+        driver.fire_due_timers();
         driver.drain(
             |conn, target| {
                 let (out_tx, out_rx) = mpsc::unbounded_channel();
@@ -186,15 +173,7 @@ pub async fn serve<C: Core>(
         while tasks.join_next().await.is_some() {}
     })
     .await;
-    match flushed {
-        Ok(()) => info!("stopped ({open} connections closed)"),
-        Err(_) => {
-            warn!(
-                "stopped; {} connections did not flush in {SHUTDOWN_GRACE:?}",
-                tasks.len()
-            )
-        }
-    }
+    log_stopped(open, if flushed.is_ok() { 0 } else { tasks.len() });
 }
 
 fn handle<C: Core>(
@@ -203,33 +182,16 @@ fn handle<C: Core>(
     tx: &mpsc::Sender<Input>,
     tasks: &mut JoinSet<()>,
 ) {
-    let now = Instant::now();
-    match input {
-        Input::Accepted(stream, remote, local) => {
-            let conn = driver.accepted(now, remote, local, |conn| {
-                let (out_tx, out_rx) = mpsc::unbounded_channel();
-                tasks.spawn(connection(
-                    conn,
-                    Socket::Accepted(stream),
-                    out_rx,
-                    tx.clone(),
-                ));
-                Writer(out_tx)
-            });
-            debug!(?conn, "accepted from {remote} on {local}");
-        }
-        Input::Data(conn, data) => driver.data(now, conn, &data),
-        Input::Closed(conn) => {
-            debug!(?conn, "connection closed");
-            driver.closed(now, conn);
-        }
-        Input::QueryDone(id, result) => {
-            if let Err(e) = &result {
-                debug!(?id, "query failed: {}", e.0);
-            }
-            driver.query_result(now, id, result);
-        }
-    }
+    driver.handle(Instant::now(), input, |conn, stream| {
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        tasks.spawn(connection(
+            conn,
+            Socket::Accepted(stream),
+            out_rx,
+            tx.clone(),
+        ));
+        Writer(out_tx)
+    });
 }
 
 /// Runs one query and reports its outcome to the core task.
@@ -336,28 +298,10 @@ async fn write_loop(
     out: &mut mpsc::UnboundedReceiver<Bytes>,
 ) -> std::io::Result<()> {
     while let Some(first) = out.recv().await {
-        // Usually the core sends one chunk per connection per drain; if the socket was slow and
-        // several are queued, they go out in one write.
-        let data = match out.try_recv() {
-            Err(_) => first,
-            Ok(second) => {
-                let mut buf = BytesMut::with_capacity(first.len() + second.len());
-                buf.extend_from_slice(&first);
-                buf.extend_from_slice(&second);
-                while let Ok(more) = out.try_recv() {
-                    buf.extend_from_slice(&more);
-                }
-                buf.freeze()
-            }
-        };
+        let data = coalesce(first, || out.try_recv().ok());
         match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&data)).await {
             Ok(result) => result?,
-            Err(_) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("peer accepted no data for {WRITE_TIMEOUT:?}"),
-                ));
-            }
+            Err(_) => return Err(write_timed_out()),
         }
     }
     Ok(())

@@ -1,0 +1,377 @@
+//! The presence server on smol: binds the configured TCP transports and drives the sans-IO core.
+//!
+//! The same tasks as `runtime-tokio`, on smol's pieces (async-io reactor and timers, async-net
+//! sockets, async-channel queues, async-signal for SIGTERM/SIGINT):
+//! - one accept task per listener, which sets TCP_NODELAY and hands the socket to the core task;
+//! - one task per connection that owns the writing side (writes what the core sends, coalescing
+//!   queued chunks into one write) and a reader task that forwards bytes and end of stream;
+//! - the core task ([`serve`]), the only owner of the [`presence_proto::Server`] (through
+//!   [`Driver`]): it handles one input, then up to [`MAX_INPUT_BATCH`] more that are already
+//!   queued, then fires due timers and drains the core's actions, so each connection gets one
+//!   write per batch;
+//! - one task per database query the core asks for (`Action::Query`): it runs
+//!   [`Databases::execute`] (sqlx runs on async-io when no tokio runtime is current) and hands the
+//!   outcome back to the core task as an input.
+//!
+//! Threads: the core task runs in `smol::block_on` on the main thread; the other tasks run on
+//! smol's global executor (one thread unless `SMOL_THREADS` says otherwise). Dropping a smol
+//! [`Task`] cancels it, which stands for tokio's `abort`.
+//!
+//! The runtime never looks inside the bytes, nor inside the queries.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use presence_daemon::driver::{
+    ACCEPT_ERROR_PAUSE, CONNECT_TIMEOUT, INPUT_QUEUE, MAX_INPUT_BATCH, READ_BUFFER_SIZE,
+    SHUTDOWN_GRACE, WRITE_TIMEOUT, coalesce, core_config, log_stopped, write_timed_out,
+};
+use presence_daemon::driver::{Driver, Outlet};
+use presence_daemon::{Core, DaemonConfig, Databases, ListenAddr, random_seed};
+use presence_proto::{ConnId, Query, QueryId, Server, Target};
+use smol::channel::{self, Receiver, Sender};
+use smol::future::{self, FutureExt as _};
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::net::{TcpListener, TcpStream};
+use smol::stream::StreamExt as _;
+use smol::{Task, Timer};
+use tracing::{debug, info, warn};
+
+/// Runs the daemon until SIGTERM or SIGINT. Errors are startup failures (signals, binding).
+pub async fn run(config: DaemonConfig) -> Result<(), String> {
+    // Install the signal handlers first, so that a signal sent as soon as we log "listening"
+    // is not fatal.
+    let shutdown = shutdown_signal().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    if !config.enabled {
+        info!("[presence-server] enabled=false: not listening; waiting for SIGTERM or SIGINT");
+        shutdown.await;
+        info!("stopped");
+        return Ok(());
+    }
+    // Configuration errors stop the startup; a database that is down is only logged.
+    let databases = Arc::new(Databases::connect(&config).await?);
+    let listeners = bind(&config.listen).await?;
+    let first = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .ok_or_else(|| "no listening socket".to_owned())?;
+    let proto = core_config(&config, first);
+    debug!("contact {}", proto.contact);
+    let server = Server::new(proto, Instant::now(), random_seed());
+    serve(listeners, server, Arc::clone(&databases), shutdown).await;
+    databases.close().await;
+    Ok(())
+}
+
+/// Binds a listener per address and logs `listening on ADDR` for each.
+pub async fn bind(listen: &[ListenAddr]) -> Result<Vec<TcpListener>, String> {
+    let mut listeners = Vec::with_capacity(listen.len());
+    for l in listen {
+        let listener = TcpListener::bind((l.bind_host.as_str(), l.port))
+            .await
+            .map_err(|e| format!("cannot listen on {l} (transport {}): {e}", l.uri))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("cannot listen on {l}: {e}"))?;
+        info!("listening on {addr}");
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Resolves on the first SIGTERM or SIGINT (logging which).
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use async_signal::{Signal, Signals};
+    let mut signals = Signals::new([Signal::Term, Signal::Int])?;
+    Ok(async move {
+        let name = loop {
+            match signals.next().await {
+                Some(Ok(Signal::Term)) => break "SIGTERM",
+                Some(Ok(Signal::Int)) => break "SIGINT",
+                // Only the two registered signals are delivered; errors are transient reads.
+                Some(_) => continue,
+                None => future::pending().await,
+            }
+        };
+        info!("{name} received: shutting down");
+    })
+}
+
+/// What reaches the core task.
+type Input = presence_daemon::driver::Input<TcpStream>;
+
+/// A connection's writer, as the driver sees it.
+struct Writer(Sender<Bytes>);
+
+impl Outlet for Writer {
+    fn send(&self, data: Bytes) {
+        // A failed send means the connection task ended; it reports the closure itself.
+        let _ = self.0.try_send(data);
+    }
+}
+
+/// What woke the core task up.
+enum Wake {
+    Shutdown,
+    Input(Option<Input>),
+    Timer,
+}
+
+/// Serves `listeners` with `core` until `shutdown` resolves, running the core's queries on
+/// `databases`; then stops accepting, drops the queries in flight, lets writers flush for at most
+/// [`SHUTDOWN_GRACE`] and returns.
+pub async fn serve<C: Core>(
+    listeners: Vec<TcpListener>,
+    core: C,
+    databases: Arc<Databases>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (tx, rx) = channel::bounded::<Input>(INPUT_QUEUE);
+    let acceptors: Vec<Task<()>> = listeners
+        .into_iter()
+        .map(|listener| smol::spawn(accept_loop(listener, tx.clone())))
+        .collect();
+    let mut tasks: Vec<Task<()>> = Vec::new();
+    let mut queries: Vec<Task<()>> = Vec::new();
+    let mut driver: Driver<C, Writer> = Driver::new(core);
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let deadline = driver.deadline();
+        // Biased like tokio's `select!`: shutdown first, then inputs, then the timer.
+        let wake = async {
+            shutdown.as_mut().await;
+            Wake::Shutdown
+        }
+        .or(async { Wake::Input(rx.recv().await.ok()) })
+        .or(async {
+            sleep_until(deadline).await;
+            Wake::Timer
+        })
+        .await;
+        match wake {
+            Wake::Shutdown => break,
+            // We hold a sender, so the channel never ends while we loop.
+            Wake::Input(None) => break,
+            Wake::Input(Some(input)) => {
+                handle(&mut driver, input, &tx, &mut tasks);
+                for _ in 1..MAX_INPUT_BATCH {
+                    match rx.try_recv() {
+                        Ok(input) => handle(&mut driver, input, &tx, &mut tasks),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Wake::Timer => {}
+        }
+        driver.fire_due_timers();
+        driver.drain(
+            |conn, target| {
+                let (out_tx, out_rx) = channel::unbounded();
+                tasks.push(smol::spawn(connection(
+                    conn,
+                    Socket::Connect(target),
+                    out_rx,
+                    tx.clone(),
+                )));
+                Writer(out_tx)
+            },
+            |id, query| {
+                queries.push(smol::spawn(run_query(
+                    Arc::clone(&databases),
+                    id,
+                    query,
+                    tx.clone(),
+                )));
+            },
+        );
+        // Finished tasks are forgotten (tokio's JoinSet reaps them the same way).
+        tasks.retain(|t| !t.is_finished());
+        queries.retain(|t| !t.is_finished());
+    }
+
+    drop(acceptors);
+    drop(queries);
+    rx.close();
+    let open = driver.connections();
+    driver.close_all();
+    drop(tx);
+    let flushed = async {
+        while let Some(task) = tasks.last_mut() {
+            task.await;
+            tasks.pop();
+        }
+        true
+    }
+    .or(async {
+        Timer::after(SHUTDOWN_GRACE).await;
+        false
+    })
+    .await;
+    let unflushed = if flushed {
+        0
+    } else {
+        tasks.iter().filter(|t| !t.is_finished()).count()
+    };
+    log_stopped(open, unflushed);
+}
+
+fn handle<C: Core>(
+    driver: &mut Driver<C, Writer>,
+    input: Input,
+    tx: &Sender<Input>,
+    tasks: &mut Vec<Task<()>>,
+) {
+    driver.handle(Instant::now(), input, |conn, stream| {
+        let (out_tx, out_rx) = channel::unbounded();
+        tasks.push(smol::spawn(connection(
+            conn,
+            Socket::Accepted(stream),
+            out_rx,
+            tx.clone(),
+        )));
+        Writer(out_tx)
+    });
+}
+
+/// Runs one query and reports its outcome to the core task.
+async fn run_query(databases: Arc<Databases>, id: QueryId, query: Query, events: Sender<Input>) {
+    let result = databases.execute(&query).await;
+    let _ = events.send(Input::QueryDone(id, result)).await;
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => {
+            Timer::at(d).await;
+        }
+        None => future::pending().await,
+    }
+}
+
+async fn accept_loop(listener: TcpListener, events: Sender<Input>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, remote)) => {
+                if let Err(e) = stream.set_nodelay(true) {
+                    debug!("TCP_NODELAY on a connection from {remote}: {e}");
+                }
+                let Ok(local) = stream.local_addr() else {
+                    continue;
+                };
+                if events
+                    .send(Input::Accepted(stream, remote, local))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) => {
+                warn!("accept failed: {e}");
+                Timer::after(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
+}
+
+enum Socket {
+    Accepted(TcpStream),
+    Connect(Target),
+}
+
+/// One connection: connects if needed, starts the reader, then writes what the core sends until
+/// the core drops the writer (then shuts the socket down) or a write fails (then reports it).
+async fn connection(conn: ConnId, socket: Socket, out: Receiver<Bytes>, events: Sender<Input>) {
+    let stream = match socket {
+        Socket::Accepted(stream) => stream,
+        Socket::Connect(target) => {
+            let addr = (target.host.as_str(), target.port);
+            let connected = async { Some(TcpStream::connect(addr).await) }
+                .or(async {
+                    Timer::after(CONNECT_TIMEOUT).await;
+                    None
+                })
+                .await;
+            match connected {
+                Some(Ok(stream)) => {
+                    if let Err(e) = stream.set_nodelay(true) {
+                        debug!(?conn, "TCP_NODELAY: {e}");
+                    }
+                    debug!(?conn, "connected to {}:{}", target.host, target.port);
+                    stream
+                }
+                Some(Err(e)) => {
+                    warn!("cannot connect to {}:{}: {e}", target.host, target.port);
+                    let _ = events.send(Input::Closed(conn)).await;
+                    return;
+                }
+                None => {
+                    warn!(
+                        "cannot connect to {}:{}: no answer in {CONNECT_TIMEOUT:?}",
+                        target.host, target.port
+                    );
+                    let _ = events.send(Input::Closed(conn)).await;
+                    return;
+                }
+            }
+        }
+    };
+    // async-net streams are shared handles: the reader gets a clone.
+    let reader = smol::spawn(read_loop(conn, stream.clone(), events.clone()));
+    let mut wr = stream;
+    match write_loop(&mut wr, &out).await {
+        Ok(()) => {
+            let _ = wr.close().await;
+        }
+        Err(e) => {
+            debug!(?conn, "write failed: {e}");
+            let _ = events.send(Input::Closed(conn)).await;
+        }
+    }
+    drop(reader);
+}
+
+async fn write_loop(wr: &mut TcpStream, out: &Receiver<Bytes>) -> std::io::Result<()> {
+    while let Ok(first) = out.recv().await {
+        let data = coalesce(first, || out.try_recv().ok());
+        let written = async { Some(wr.write_all(&data).await) }
+            .or(async {
+                Timer::after(WRITE_TIMEOUT).await;
+                None
+            })
+            .await;
+        match written {
+            Some(result) => result?,
+            None => return Err(write_timed_out()),
+        }
+    }
+    Ok(())
+}
+
+async fn read_loop(conn: ConnId, mut rd: TcpStream, events: Sender<Input>) {
+    let mut buf = BytesMut::with_capacity(READ_BUFFER_SIZE);
+    loop {
+        buf.resize(READ_BUFFER_SIZE, 0);
+        match rd.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.truncate(n);
+                if events
+                    .send(Input::Data(conn, buf.split().freeze()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) => {
+                debug!(?conn, "read failed: {e}");
+                break;
+            }
+        }
+    }
+    let _ = events.send(Input::Closed(conn)).await;
+}
