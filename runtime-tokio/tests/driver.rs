@@ -1,158 +1,20 @@
-//! The tokio driver against a fake core that speaks a line protocol: it checks the plumbing
-//! (accept, read, coalesced write, close after flush, outbound connect, timers, database
-//! queries, shutdown) without depending on the SIP core.
+//! The tokio driver against a fake core that speaks a line protocol ([`LineCore`]): it checks the
+//! plumbing (accept, read, coalesced write, close after flush, outbound connect, timers, database
+//! queries, shutdown) without depending on the SIP core. `runtime-smol/tests/driver.rs` runs the
+//! same tests on smol.
 
-use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use presence_daemon::{Core, Databases};
-use presence_proto::{Action, ConnId, Query, QueryError, QueryId, QueryResult, Target};
+use presence_daemon::Databases;
+use presence_tests::line_core::LineCore;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
 const T: Duration = Duration::from_secs(5);
-
-/// Lines in, `echo:LINE` out; `close` closes; `connect PORT` opens an outbound connection and
-/// says `hello` on it; `timer` answers `tick` 20 ms later. Output of one drain is one `Send` per
-/// connection. `query USER…` asks the database for accounts and `list` for a list, answering
-/// `accounts:LOGIN@DOMAIN…`, `members:N` or `error:MESSAGE` when the result comes back. Events are
-/// reported to the test.
-struct LineCore {
-    queries: HashMap<QueryId, ConnId>,
-    next: u64,
-    bufs: HashMap<ConnId, Vec<u8>>,
-    pending: BTreeMap<ConnId, Vec<u8>>,
-    actions: Vec<Action>,
-    timers: Vec<(Instant, ConnId)>,
-    events: mpsc::UnboundedSender<String>,
-}
-
-impl LineCore {
-    fn new(events: mpsc::UnboundedSender<String>) -> Self {
-        LineCore {
-            queries: HashMap::new(),
-            next: 0,
-            bufs: HashMap::new(),
-            pending: BTreeMap::new(),
-            actions: Vec::new(),
-            timers: Vec::new(),
-            events,
-        }
-    }
-    fn out(&mut self, conn: ConnId, text: &str) {
-        self.pending
-            .entry(conn)
-            .or_default()
-            .extend_from_slice(text.as_bytes());
-    }
-    fn flush(&mut self) {
-        for (conn, data) in std::mem::take(&mut self.pending) {
-            self.actions.push(Action::Send {
-                conn,
-                data: Bytes::from(data),
-            });
-        }
-    }
-}
-
-impl Core for LineCore {
-    fn query_result(&mut self, _: Instant, id: QueryId, result: Result<QueryResult, QueryError>) {
-        let Some(conn) = self.queries.remove(&id) else {
-            return;
-        };
-        let text = match result {
-            Ok(QueryResult::Accounts(rows)) => {
-                let mut found: Vec<String> = rows
-                    .iter()
-                    .map(|r| format!("{}@{}", r.login, r.domain.as_deref().unwrap_or("?")))
-                    .collect();
-                found.sort();
-                format!("accounts:{}\n", found.join(","))
-            }
-            Ok(QueryResult::ListMembers(m)) => format!("members:{}\n", m.len()),
-            Err(e) => format!("error:{}\n", e.0),
-        };
-        self.out(conn, &text);
-    }
-    fn connection_opened(&mut self, _: Instant, _: SocketAddr, _: SocketAddr) -> ConnId {
-        self.next += 1;
-        let _ = self.events.send(format!("opened {}", self.next));
-        ConnId(self.next)
-    }
-    fn connection_data(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
-        let buf = self.bufs.entry(conn).or_default();
-        buf.extend_from_slice(data);
-        let mut lines = Vec::new();
-        while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=pos).collect();
-            lines.push(String::from_utf8_lossy(&line[..pos]).into_owned());
-        }
-        for line in lines {
-            if line == "close" {
-                self.flush();
-                self.actions.push(Action::Close { conn });
-            } else if let Some(port) = line.strip_prefix("connect ") {
-                self.next += 1;
-                let out = ConnId(self.next);
-                let port = port.parse().unwrap_or(1);
-                self.actions.push(Action::Connect {
-                    conn: out,
-                    target: Target {
-                        host: "127.0.0.1".into(),
-                        port,
-                    },
-                });
-                self.out(out, "hello\n");
-            } else if let Some(users) = line.strip_prefix("query ") {
-                self.next += 1;
-                let id = QueryId(self.next);
-                self.queries.insert(id, conn);
-                let users = users.split(' ').map(str::to_owned).collect();
-                self.actions.push(Action::Query {
-                    id,
-                    query: Query::Accounts { users },
-                });
-            } else if line == "list" {
-                self.next += 1;
-                let id = QueryId(self.next);
-                self.queries.insert(id, conn);
-                self.actions.push(Action::Query {
-                    id,
-                    query: Query::ListMembers {
-                        from: "sip:a@x".into(),
-                        to: "sip:l@x".into(),
-                    },
-                });
-            } else if line == "timer" {
-                self.timers.push((now + Duration::from_millis(20), conn));
-            } else {
-                self.out(conn, &format!("echo:{line}\n"));
-            }
-        }
-    }
-    fn connection_closed(&mut self, _: Instant, conn: ConnId) {
-        let _ = self.events.send(format!("closed {}", conn.0));
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        let (due, later): (Vec<_>, Vec<_>) = self.timers.iter().partition(|(t, _)| *t <= now);
-        self.timers = later;
-        for (_, conn) in due {
-            self.out(conn, "tick\n");
-        }
-    }
-    fn poll_action(&mut self) -> Option<Action> {
-        self.flush();
-        (!self.actions.is_empty()).then(|| self.actions.remove(0))
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.iter().map(|(t, _)| *t).min()
-    }
-}
 
 struct Harness {
     addr: SocketAddr,
@@ -173,7 +35,9 @@ impl Harness {
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(runtime_tokio::serve(
             vec![listener],
-            LineCore::new(ev_tx),
+            LineCore::new(move |event| {
+                let _ = ev_tx.send(event);
+            }),
             Arc::new(databases),
             async {
                 let _ = stopped.await;

@@ -1,10 +1,13 @@
 //! Helpers for end-to-end tests against the real daemon binary: start it with a temporary
 //! configuration, wait for it to listen, read its logs, stop it; and a small blocking SIP client.
 //!
-//! The binary is `$PRESENCE_SERVER_BIN` when set, else `presence-server` in the target directory
-//! the test executable runs from (`target/debug/deps/e2e-…` → `target/debug/presence-server`).
-//! `cargo test --workspace` builds it (runtime-tokio has integration tests, so cargo builds its
-//! binary before running any test).
+//! Every daemon is started on a [`Runtime`]: `presence-server` (tokio) or `presence-server-smol`
+//! (smol); [`on_both_runtimes!`](crate::on_both_runtimes) turns a test function taking the
+//! runtime into one `#[test]` per runtime. The binary is `$PRESENCE_SERVER_BIN` (tokio) or
+//! `$PRESENCE_SERVER_SMOL_BIN` (smol) when set, else the binary of that name in the target
+//! directory the test executable runs from (`target/debug/deps/e2e-…` →
+//! `target/debug/presence-server`). `cargo test --workspace` builds both (runtime-tokio and
+//! runtime-smol have integration tests, so cargo builds their binaries before running any test).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -20,9 +23,54 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default wait for a SIP message.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The daemon binary to test.
-pub fn binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("PRESENCE_SERVER_BIN") {
+/// The daemons under test: one per async runtime, with the same command line and behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// `presence-server` (runtime-tokio).
+    Tokio,
+    /// `presence-server-smol` (runtime-smol).
+    Smol,
+}
+
+impl Runtime {
+    /// The binary's name.
+    pub fn binary_name(self) -> &'static str {
+        match self {
+            Runtime::Tokio => "presence-server",
+            Runtime::Smol => "presence-server-smol",
+        }
+    }
+
+    /// The environment variable that overrides the binary's path.
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Runtime::Tokio => "PRESENCE_SERVER_BIN",
+            Runtime::Smol => "PRESENCE_SERVER_SMOL_BIN",
+        }
+    }
+}
+
+/// Generates, for each named function `fn NAME(rt: Runtime)`, a module `NAME` with the tests
+/// `NAME::tokio` and `NAME::smol` running it against each daemon.
+#[macro_export]
+macro_rules! on_both_runtimes {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn tokio() {
+                super::$name($crate::daemon::Runtime::Tokio)
+            }
+            #[test]
+            fn smol() {
+                super::$name($crate::daemon::Runtime::Smol)
+            }
+        }
+    )+};
+}
+
+/// The daemon binary to test on `rt`.
+pub fn binary(rt: Runtime) -> PathBuf {
+    if let Some(path) = std::env::var_os(rt.env_var()) {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("current_exe");
@@ -31,12 +79,14 @@ pub fn binary() -> PathBuf {
         .parent()
         .and_then(Path::parent)
         .expect("the test runs from target/<profile>/deps");
-    let bin = dir.join("presence-server");
+    let name = rt.binary_name();
+    let bin = dir.join(name);
     assert!(
         bin.exists(),
-        "{} not found: build it first (`cargo build --bin presence-server`, or run \
-         `cargo test --workspace`), or set PRESENCE_SERVER_BIN",
-        bin.display()
+        "{} not found: build it first (`cargo build --bin {name}`, or run \
+         `cargo test --workspace`), or set {}",
+        bin.display(),
+        rt.env_var()
     );
     bin
 }
@@ -126,19 +176,20 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts the daemon with `[presence-server]` = [`TEST_TRANSPORT`] + `extra` lines.
-    pub fn start(extra: &str) -> Daemon {
+    /// Starts the daemon of `rt` with `[presence-server]` = [`TEST_TRANSPORT`] + `extra` lines.
+    pub fn start(rt: Runtime, extra: &str) -> Daemon {
         Daemon::start_with(
+            rt,
             &format!("[presence-server]\n{TEST_TRANSPORT}\n{extra}\n"),
             &[],
         )
     }
 
-    /// Starts the daemon with a whole configuration file and extra arguments; waits (at most
-    /// [`START_TIMEOUT`]) for `listening on ADDR` on stderr.
-    pub fn start_with(config: &str, args: &[&str]) -> Daemon {
+    /// Starts the daemon of `rt` with a whole configuration file and extra arguments; waits (at
+    /// most [`START_TIMEOUT`]) for `listening on ADDR` on stderr.
+    pub fn start_with(rt: Runtime, config: &str, args: &[&str]) -> Daemon {
         let config = ConfigFile::new(config);
-        let mut child = Command::new(binary())
+        let mut child = Command::new(binary(rt))
             .arg("--config")
             .arg(&config.path)
             .args(args)
@@ -248,11 +299,16 @@ pub struct Finished {
     pub stderr: String,
 }
 
-/// Runs the binary with `args` (and `--config FILE` holding `config`, when given) and waits for it
-/// to exit (at most `timeout`; then it is killed and the test fails).
-pub fn run_to_exit(args: &[&str], config: Option<&str>, timeout: Duration) -> Finished {
+/// Runs the binary of `rt` with `args` (and `--config FILE` holding `config`, when given) and
+/// waits for it to exit (at most `timeout`; then it is killed and the test fails).
+pub fn run_to_exit(
+    rt: Runtime,
+    args: &[&str],
+    config: Option<&str>,
+    timeout: Duration,
+) -> Finished {
     let config = config.map(ConfigFile::new);
-    let mut cmd = Command::new(binary());
+    let mut cmd = Command::new(binary(rt));
     if let Some(c) = &config {
         cmd.arg("--config").arg(&c.path);
     }

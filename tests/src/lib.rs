@@ -1,6 +1,8 @@
 //! Shared helpers for the test suites: the in-memory simulator (fake clock, fake connections,
-//! fake user agents) and loaders for the captured traces under `../shared/traces/`.
+//! fake user agents), loaders for the captured traces under `../shared/traces/`, the daemon
+//! harness of the end-to-end tests, and the line-protocol core of the runtimes' driver tests.
 pub mod daemon;
+pub mod line_core;
 pub mod sim;
 pub mod traces;
 

@@ -6,16 +6,17 @@
 use std::time::{Duration, Instant};
 
 use presence_daemon::settings::PRESENCE_KEYS;
-use presence_tests::daemon::{Daemon, SipClient, SipMessage, run_to_exit, unique};
+use presence_tests::daemon::{Daemon, Runtime, SipClient, SipMessage, run_to_exit, unique};
+use presence_tests::on_both_runtimes;
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------------
 // Command line and configuration.
 
-#[test]
-fn dump_default_config_parses_and_lists_every_key() {
-    let run = run_to_exit(&["--dump-default-config"], None, EXIT_TIMEOUT);
+on_both_runtimes!(dump_default_config_parses_and_lists_every_key);
+fn dump_default_config_parses_and_lists_every_key(rt: Runtime) {
+    let run = run_to_exit(rt, &["--dump-default-config"], None, EXIT_TIMEOUT);
     assert!(run.status.success(), "{run:?}");
     let loaded = presence_daemon::parse_config(&run.stdout, "dump").expect("the dump parses");
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
@@ -36,9 +37,9 @@ fn dump_default_config_parses_and_lists_every_key() {
     }
 }
 
-#[test]
-fn help_and_version() {
-    let run = run_to_exit(&["--help"], None, EXIT_TIMEOUT);
+on_both_runtimes!(help_and_version);
+fn help_and_version(rt: Runtime) {
+    let run = run_to_exit(rt, &["--help"], None, EXIT_TIMEOUT);
     assert!(run.status.success());
     for option in [
         "--config",
@@ -53,15 +54,15 @@ fn help_and_version() {
             run.stdout
         );
     }
-    let run = run_to_exit(&["--version"], None, EXIT_TIMEOUT);
+    let run = run_to_exit(rt, &["--version"], None, EXIT_TIMEOUT);
     assert!(run.status.success());
     assert!(run.stdout.starts_with("presence-server "), "{}", run.stdout);
 }
 
-#[test]
-fn a_bad_value_is_a_startup_error_naming_the_key() {
+on_both_runtimes!(a_bad_value_is_a_startup_error_naming_the_key);
+fn a_bad_value_is_a_startup_error_naming_the_key(rt: Runtime) {
     let config = "[global]\nlog-level=debug\n\n[presence-server]\ntransports=sip:127.0.0.1:0;transport=tcp\nexpires=soon\n";
-    let run = run_to_exit(&[], Some(config), EXIT_TIMEOUT);
+    let run = run_to_exit(rt, &[], Some(config), EXIT_TIMEOUT);
     assert!(!run.status.success(), "{run:?}");
     for part in ["'expires'", "\"soon\"", "line 6", "[presence-server]"] {
         assert!(run.stderr.contains(part), "{part} not in:\n{}", run.stderr);
@@ -69,9 +70,10 @@ fn a_bad_value_is_a_startup_error_naming_the_key() {
     assert!(!run.stderr.contains("listening on"), "{}", run.stderr);
 }
 
-#[test]
-fn tls_and_udp_transports_are_refused() {
+on_both_runtimes!(tls_and_udp_transports_are_refused);
+fn tls_and_udp_transports_are_refused(rt: Runtime) {
     let run = run_to_exit(
+        rt,
         &[],
         Some("[presence-server]\ntransports=sips:127.0.0.1:0\n"),
         EXIT_TIMEOUT,
@@ -83,6 +85,7 @@ fn tls_and_udp_transports_are_refused() {
         run.stderr
     );
     let run = run_to_exit(
+        rt,
         &[],
         Some("[presence-server]\ntransports=sip:127.0.0.1:0\n"),
         EXIT_TIMEOUT,
@@ -95,9 +98,9 @@ fn tls_and_udp_transports_are_refused() {
     );
 }
 
-#[test]
-fn an_unknown_key_is_a_warning_and_the_daemon_starts() {
-    let daemon = Daemon::start("frobnicate-the-widgets=yes");
+on_both_runtimes!(an_unknown_key_is_a_warning_and_the_daemon_starts);
+fn an_unknown_key_is_a_warning_and_the_daemon_starts(rt: Runtime) {
+    let daemon = Daemon::start(rt, "frobnicate-the-widgets=yes");
     let log = daemon.log();
     let warning = log
         .lines()
@@ -107,17 +110,17 @@ fn an_unknown_key_is_a_warning_and_the_daemon_starts() {
     assert!(warning.contains("unknown key"), "{warning}");
 }
 
-#[test]
-fn only_the_presence_server_can_be_run() {
-    let run = run_to_exit(&["--server", "proxy"], None, EXIT_TIMEOUT);
+on_both_runtimes!(only_the_presence_server_can_be_run);
+fn only_the_presence_server_can_be_run(rt: Runtime) {
+    let run = run_to_exit(rt, &["--server", "proxy"], None, EXIT_TIMEOUT);
     assert!(!run.status.success(), "{run:?}");
     assert!(run.stderr.contains("proxy"), "{}", run.stderr);
     assert!(!run.stderr.contains("listening on"), "{}", run.stderr);
 }
 
-#[test]
-fn sigterm_stops_the_daemon_promptly_with_status_0() {
-    let mut daemon = Daemon::start("");
+on_both_runtimes!(sigterm_stops_the_daemon_promptly_with_status_0);
+fn sigterm_stops_the_daemon_promptly_with_status_0(rt: Runtime) {
+    let mut daemon = Daemon::start(rt, "");
     // An idle client must not hold the shutdown up.
     let mut idle = daemon.connect();
     let start = Instant::now();
@@ -401,9 +404,9 @@ fn assert_pidf(n: &SipMessage, presentity: &str) {
     );
 }
 
-#[test]
-fn publish_subscribe_notify_and_the_mutual_rule() {
-    let daemon = Daemon::start("");
+on_both_runtimes!(publish_subscribe_notify_and_the_mutual_rule);
+fn publish_subscribe_notify_and_the_mutual_rule(rt: Runtime) {
+    let daemon = Daemon::start(rt, "");
     let mut alice = Ua::new(&daemon, "alice");
     let mut bob = Ua::new(&daemon, "bob");
 
@@ -489,9 +492,9 @@ fn publish_subscribe_notify_and_the_mutual_rule() {
     assert_eq!(r.status(), Some(412), "{r}");
 }
 
-#[test]
-fn unsubscribe_gives_a_terminated_notify() {
-    let daemon = Daemon::start("");
+on_both_runtimes!(unsubscribe_gives_a_terminated_notify);
+fn unsubscribe_gives_a_terminated_notify(rt: Runtime) {
+    let daemon = Daemon::start(rt, "");
     let mut bob = Ua::new(&daemon, "bob");
     let (mut d, _r, n) = bob.subscribe("alice", 600);
     assert_eq!(state(&n), "active", "{n}");
@@ -523,9 +526,9 @@ fn unsubscribe_gives_a_terminated_notify() {
     assert_eq!(r.status(), Some(481), "{r}");
 }
 
-#[test]
-fn other_methods_get_405_with_allow() {
-    let daemon = Daemon::start("");
+on_both_runtimes!(other_methods_get_405_with_allow);
+fn other_methods_get_405_with_allow(rt: Runtime) {
+    let daemon = Daemon::start(rt, "");
     let mut c = daemon.connect();
     let msg = format!(
         "OPTIONS {} SIP/2.0\r\nVia: SIP/2.0/TCP {};branch=z9hG4bK.{};rport\r\nFrom: <{}>;tag=o1\r\n\
@@ -551,9 +554,9 @@ fn other_methods_get_405_with_allow() {
     assert_eq!(r.header("CSeq"), Some("1 OPTIONS"), "{r}");
 }
 
-#[test]
-fn garbage_closes_the_connection_and_the_server_goes_on() {
-    let daemon = Daemon::start("");
+on_both_runtimes!(garbage_closes_the_connection_and_the_server_goes_on);
+fn garbage_closes_the_connection_and_the_server_goes_on(rt: Runtime) {
+    let daemon = Daemon::start(rt, "");
     let mut evil = daemon.connect();
     // A TLS ClientHello-like start and no Content-Length: the stream cannot be framed.
     evil.send_bytes(b"\x16\x03\x01\x02\x00garbage that is not SIP\r\nContent-Length: lots\r\n\r\n");

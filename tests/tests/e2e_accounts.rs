@@ -11,7 +11,8 @@ use presence_daemon::db::accounts::{AccountStore, ensure_schema};
 use presence_daemon::db::connection::{Target, sqlite_url};
 use presence_daemon::db::{Pool, sql::Dialect};
 use presence_proto::sip::Message;
-use presence_tests::daemon::{Daemon, SipMessage, unique};
+use presence_tests::daemon::{Daemon, Runtime, SipMessage, unique};
+use presence_tests::on_both_runtimes;
 use presence_tests::sim::decode_list;
 
 const DOMAIN: &str = "example.org";
@@ -38,16 +39,16 @@ fn store(path: &std::path::Path) -> AccountStore {
     AccountStore::new(pool, "accounts").expect("store")
 }
 
-#[test]
-fn a_list_of_1000_phone_numbers_300_known_resolves_in_one_subscribe() {
+on_both_runtimes!(a_list_of_1000_phone_numbers_300_known_resolves_in_one_subscribe);
+fn a_list_of_1000_phone_numbers_300_known_resolves_in_one_subscribe(rt: Runtime) {
     let dir = std::env::temp_dir().join(unique("e2e-accounts-"));
     std::fs::create_dir_all(&dir).unwrap();
     let db_path = dir.join("accounts.db");
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let tokio_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
+    tokio_rt.block_on(async {
         let s = store(&db_path);
         ensure_schema(s.pool(), "accounts").await.expect("schema");
         let mut sql = String::from("insert into accounts (username, domain, phone) values ");
@@ -67,10 +68,13 @@ fn a_list_of_1000_phone_numbers_300_known_resolves_in_one_subscribe() {
         s.pool().close().await;
     });
 
-    let daemon = Daemon::start(&format!(
-        "accounts-database={}\nnotify-limit=2000\nlist-notify-interval=100",
-        db_path.display()
-    ));
+    let daemon = Daemon::start(
+        rt,
+        &format!(
+            "accounts-database={}\nnotify-limit=2000\nlist-notify-interval=100",
+            db_path.display()
+        ),
+    );
     let mut bob = daemon.connect();
     let mut entries: Vec<String> = (0..1000)
         .map(|i| format!("sip:{}@{DOMAIN};user=phone", phone(i)))
@@ -137,7 +141,7 @@ fn a_list_of_1000_phone_numbers_300_known_resolves_in_one_subscribe() {
     drop(daemon);
 
     // The database is intact: the table and its 300 rows.
-    rt.block_on(async {
+    tokio_rt.block_on(async {
         let s = store(&db_path);
         assert_eq!(s.count().await.expect("count"), KNOWN as u64);
         s.pool().close().await;

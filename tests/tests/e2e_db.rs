@@ -10,7 +10,8 @@ use presence_daemon::db::Pool;
 use presence_daemon::db::accounts::{AccountStore, ensure_schema};
 use presence_daemon::db::connection::{resolve, sqlite_url};
 use presence_daemon::db::sql::NamedSql;
-use presence_tests::daemon::{Daemon, SipClient, unique};
+use presence_tests::daemon::{Daemon, Runtime, SipClient, unique};
+use presence_tests::on_both_runtimes;
 
 const DOMAIN: &str = "db.example.org";
 const KNOWN: usize = 300;
@@ -92,13 +93,16 @@ fn subscribe(c: &mut SipClient, uri: &str) {
     c.send(&msg);
 }
 
-#[test]
-fn long_term_presence_of_single_subscriptions() {
+on_both_runtimes!(long_term_presence_of_single_subscriptions);
+fn long_term_presence_of_single_subscriptions(rt: Runtime) {
     let accounts = Accounts::new();
     accounts.fill(KNOWN);
     let rows_before = accounts.count();
     assert_eq!(rows_before, KNOWN as u64);
-    let daemon = Daemon::start(&format!("accounts-database={}", accounts.path.display()));
+    let daemon = Daemon::start(
+        rt,
+        &format!("accounts-database={}", accounts.path.display()),
+    );
     assert!(
         daemon.log().contains("account database"),
         "{}",

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use presence_proto::sip::Message;
-use presence_tests::daemon::{Daemon, SipClient, SipMessage, unique};
+use presence_tests::daemon::{Daemon, Runtime, SipClient, SipMessage, unique};
+use presence_tests::on_both_runtimes;
 use presence_tests::sim::{ListNotify, decode_list};
 
 const DOMAIN: &str = "lists.example.org";
@@ -65,9 +66,9 @@ fn collect_until(
     got
 }
 
-#[test]
-fn deflated_500_entry_list_subscription_end_to_end() {
-    let daemon = Daemon::start("bypass-condition=e2e-lists\nlist-notify-interval=300");
+on_both_runtimes!(deflated_500_entry_list_subscription_end_to_end);
+fn deflated_500_entry_list_subscription_end_to_end(rt: Runtime) {
+    let daemon = Daemon::start(rt, "bypass-condition=e2e-lists\nlist-notify-interval=300");
     let mut publisher = daemon.connect();
     let published = ["u007", "u123", "u250", "u499"];
     for (i, u) in published.iter().enumerate() {

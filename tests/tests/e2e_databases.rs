@@ -1,6 +1,6 @@
-//! The `presence-server` binary with databases: the `accounts` subcommand end to end, the
-//! embedded database created in the working directory, and a daemon that starts although its
-//! database is down.
+//! The daemon binaries with databases: the `accounts` subcommand end to end, the embedded
+//! database created in the working directory, and a daemon that starts although its database is
+//! down; on both runtimes (moved from runtime-tokio/tests/databases.rs).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -8,19 +8,15 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_presence-server");
+use presence_tests::daemon::{Runtime, binary, unique};
+use presence_tests::on_both_runtimes;
 
 /// A temporary directory, removed on drop.
 struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir =
-            std::env::temp_dir().join(format!("presence-{name}-{}-{nanos:x}", std::process::id()));
+        let dir = std::env::temp_dir().join(unique(&format!("presence-{name}-")));
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
     }
@@ -37,8 +33,8 @@ impl Drop for TempDir {
     }
 }
 
-fn run(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
+fn run(rt: Runtime, cwd: &Path, args: &[&str]) -> Output {
+    Command::new(binary(rt))
         .args(args)
         .current_dir(cwd)
         .env_remove("RUST_LOG")
@@ -51,8 +47,8 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-#[test]
-fn accounts_subcommand() {
+on_both_runtimes!(accounts_subcommand);
+fn accounts_subcommand(rt: Runtime) {
     let dir = TempDir::new("accounts");
     let db = dir.0.join("accounts.db");
     let conf = dir.file(
@@ -61,6 +57,7 @@ fn accounts_subcommand() {
     );
     let conf = conf.to_str().unwrap();
     let out = run(
+        rt,
         &dir.0,
         &[
             "--config",
@@ -81,9 +78,13 @@ fn accounts_subcommand() {
     // Only warnings and errors go to stderr.
     assert_eq!(text(&out.stderr), "");
     assert!(db.exists());
-    let out = run(&dir.0, &["-c", conf, "accounts", "add", "bob@example.org"]);
+    let out = run(
+        rt,
+        &dir.0,
+        &["-c", conf, "accounts", "add", "bob@example.org"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = run(&dir.0, &["accounts", "list", "--config", conf]);
+    let out = run(rt, &dir.0, &["accounts", "list", "--config", conf]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
@@ -91,6 +92,7 @@ fn accounts_subcommand() {
     );
 
     let out = run(
+        rt,
         &dir.0,
         &["-c", conf, "accounts", "add", "alice@example.org"],
     );
@@ -101,24 +103,30 @@ fn accounts_subcommand() {
         text(&out.stderr)
     );
     let out = run(
+        rt,
         &dir.0,
         &["-c", conf, "accounts", "remove", "bob@example.org"],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = run(
+        rt,
         &dir.0,
         &["-c", conf, "accounts", "remove", "bob@example.org"],
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("bob@example.org is not in"));
-    let out = run(&dir.0, &["-c", conf, "accounts", "list"]);
+    let out = run(rt, &dir.0, &["-c", conf, "accounts", "list"]);
     assert_eq!(text(&out.stdout), "alice@example.org +33612345678\n");
 
     // Usage errors exit with 2.
-    let out = run(&dir.0, &["-c", conf, "accounts"]);
+    let out = run(rt, &dir.0, &["-c", conf, "accounts"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("add, list or remove"));
-    let out = run(&dir.0, &["-c", conf, "accounts", "add", "not-an-address"]);
+    let out = run(
+        rt,
+        &dir.0,
+        &["-c", conf, "accounts", "add", "not-an-address"],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("user@domain"));
 
@@ -132,6 +140,7 @@ fn accounts_subcommand() {
         ),
     );
     let out = run(
+        rt,
         &dir.0,
         &["-c", conf.to_str().unwrap(), "accounts", "add", "x@y"],
     );
@@ -144,8 +153,8 @@ fn accounts_subcommand() {
 }
 
 /// Starts the daemon in `cwd` and returns its stderr up to `listening on` (killing it then).
-fn start_and_stop(cwd: &Path, conf: &Path) -> String {
-    let mut child = Command::new(BIN)
+fn start_and_stop(rt: Runtime, cwd: &Path, conf: &Path) -> String {
+    let mut child = Command::new(binary(rt))
         .arg("--config")
         .arg(conf)
         .current_dir(cwd)
@@ -184,14 +193,14 @@ fn start_and_stop(cwd: &Path, conf: &Path) -> String {
     log
 }
 
-#[test]
-fn embedded_database_in_the_working_directory() {
+on_both_runtimes!(embedded_database_in_the_working_directory);
+fn embedded_database_in_the_working_directory(rt: Runtime) {
     let dir = TempDir::new("embedded");
     let conf = dir.file(
         "presence.conf",
         "[presence-server]\ntransports=sip:127.0.0.1:0;transport=tcp\n",
     );
-    let log = start_and_stop(&dir.0, &conf);
+    let log = start_and_stop(rt, &dir.0, &conf);
     assert!(
         log.contains("account database presence-accounts.db: ready"),
         "{log}"
@@ -199,8 +208,8 @@ fn embedded_database_in_the_working_directory() {
     assert!(dir.0.join("presence-accounts.db").exists());
 }
 
-#[test]
-fn a_dead_database_does_not_stop_the_startup() {
+on_both_runtimes!(a_dead_database_does_not_stop_the_startup);
+fn a_dead_database_does_not_stop_the_startup(rt: Runtime) {
     let dir = TempDir::new("dead-db");
     let conf = dir.file(
         "presence.conf",
@@ -210,7 +219,7 @@ fn a_dead_database_does_not_stop_the_startup() {
          rls-database-connection=postgres://postgres@127.0.0.1:1/x\n\
          rls-database-request=select entry from lists where owner = :from and list = :to\n",
     );
-    let log = start_and_stop(&dir.0, &conf);
+    let log = start_and_stop(rt, &dir.0, &conf);
     assert!(
         log.contains("account database mysql://root:***@127.0.0.1:1/x is unreachable"),
         "{log}"
@@ -222,8 +231,8 @@ fn a_dead_database_does_not_stop_the_startup() {
     assert!(!log.contains("p w") && !log.contains("p%20w"), "{log}");
 }
 
-#[test]
-fn a_bad_connection_string_stops_the_startup() {
+on_both_runtimes!(a_bad_connection_string_stops_the_startup);
+fn a_bad_connection_string_stops_the_startup(rt: Runtime) {
     let dir = TempDir::new("bad-db");
     let conf = dir.file(
         "presence.conf",
@@ -231,7 +240,7 @@ fn a_bad_connection_string_stops_the_startup() {
          soci-connection-string=db=x\n\
          [presence-server]\ntransports=sip:127.0.0.1:0;transport=tcp\nlong-term-enabled=true\n",
     );
-    let out = run(&dir.0, &["--config", conf.to_str().unwrap()]);
+    let out = run(rt, &dir.0, &["--config", conf.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("unsupported soci backend 'oracle'"),
