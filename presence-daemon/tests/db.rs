@@ -3,10 +3,11 @@
 //! password). Each test creates its own tables, with unique names, in a `presence_test` database
 //! (created when missing) and drops them at the end. A server that cannot be reached fails the
 //! tests: `.ci/run` starts them. `PRESENCE_TEST_POSTGRES_URL` and `PRESENCE_TEST_MYSQL_URL`
-//! point the tests at other servers (databases that already exist).
+//! point the tests at other servers (databases that already exist). Every scenario runs on tokio
+//! and on smol (sqlx picks async-io when no tokio runtime is current), as the two daemons do.
 //!
 //! Also here: the password file backend, the embedded database and the `accounts` subcommand
-//! (library side; the binary is run in runtime-tokio's tests).
+//! (library side; both binaries are run in tests/tests/e2e_databases.rs).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use presence_daemon::db::sql::{Dialect, NamedSql};
 use presence_daemon::db::{DbError, Pool};
 use presence_daemon::{DaemonConfig, Databases, parse_config};
 use presence_proto::{AccountRow, Query, QueryResult};
+use smol::future::FutureExt as _;
 
 const TEST_DB: &str = "presence_test";
 const T: Duration = Duration::from_secs(10);
@@ -344,22 +346,39 @@ fn render(sql: &str, dialect: Dialect, values: &[(&str, &str)]) -> (String, Vec<
     (sql, binds.into_iter().map(str::to_owned).collect())
 }
 
-/// Runs `scenario` on a fresh fixture of `backend`, dropping the tables afterwards even when the
-/// scenario panics.
-fn run<F, Fut>(backend: Backend, scenario: F)
+/// The async runtime a scenario runs on: sqlx picks tokio when a tokio runtime is current, else
+/// async-io (smol).
+#[derive(Clone, Copy)]
+enum Rt {
+    Tokio,
+    Smol,
+}
+
+/// Runs `scenario` on a fresh fixture of `backend`, on `rt`, dropping the tables afterwards even
+/// when the scenario panics.
+fn run<F, Fut>(backend: Backend, rt: Rt, scenario: F)
 where
     F: FnOnce(std::sync::Arc<Fixture>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    block_on(async move {
+    let body = async move {
         let fixture = std::sync::Arc::new(Fixture::new(backend).await);
         fixture.populate().await;
-        let outcome = tokio::spawn(scenario(std::sync::Arc::clone(&fixture))).await;
+        let outcome = std::panic::AssertUnwindSafe(scenario(std::sync::Arc::clone(&fixture)))
+            .catch_unwind()
+            .await;
         fixture.drop_tables().await;
         if let Err(e) = outcome {
-            std::panic::resume_unwind(e.into_panic());
+            std::panic::resume_unwind(e);
         }
-    });
+    };
+    match rt {
+        Rt::Tokio => block_on(body),
+        Rt::Smol => smol::block_on(async {
+            assert!(tokio::runtime::Handle::try_current().is_err());
+            body.await
+        }),
+    }
 }
 
 async fn lookup(dbs: &Databases, users: &[&str]) -> Vec<AccountRow> {
@@ -702,46 +721,55 @@ async fn schema_and_store(f: std::sync::Arc<Fixture>) {
     assert_eq!(f.count().await, before + 1);
 }
 
+/// The scenarios on one backend, each on tokio (`BACKEND::tokio::NAME`) and on smol
+/// (`BACKEND::smol::NAME`).
 macro_rules! backend_tests {
     ($module:ident, $backend:expr) => {
         mod $module {
             use super::*;
+            backend_tests!(@on tokio, $backend, Rt::Tokio);
+            backend_tests!(@on smol, $backend, Rt::Smol);
+        }
+    };
+    (@on $name:ident, $backend:expr, $rt:expr) => {
+        mod $name {
+            use super::*;
 
             #[test]
             fn single_lookups() {
-                run($backend, super::single_lookups);
+                run($backend, $rt, super::super::single_lookups);
             }
             #[test]
             fn batch_lookups() {
-                run($backend, super::batch_lookups);
+                run($backend, $rt, super::super::batch_lookups);
             }
             #[test]
             fn injection_shaped_entries() {
-                run($backend, super::injection_shaped_entries);
+                run($backend, $rt, super::super::injection_shaped_entries);
             }
             #[test]
             fn single_query_mode() {
-                run($backend, super::single_query_mode);
+                run($backend, $rt, super::super::single_query_mode);
             }
             #[test]
             fn flexisip_two_column_query() {
-                run($backend, super::flexisip_two_column_query);
+                run($backend, $rt, super::super::flexisip_two_column_query);
             }
             #[test]
             fn list_members() {
-                run($backend, super::list_members);
+                run($backend, $rt, super::super::list_members);
             }
             #[test]
             fn bad_sql_is_an_error() {
-                run($backend, super::bad_sql_is_an_error);
+                run($backend, $rt, super::super::bad_sql_is_an_error);
             }
             #[test]
             fn unreachable_database() {
-                run($backend, super::unreachable_database);
+                run($backend, $rt, super::super::unreachable_database);
             }
             #[test]
             fn schema_and_store() {
-                run($backend, super::schema_and_store);
+                run($backend, $rt, super::super::schema_and_store);
             }
         }
     };
