@@ -800,6 +800,8 @@ impl Drop for TempDir {
     }
 }
 
+/// One runtime only: the password file is read synchronously at startup and answered from
+/// memory, with no runtime involved; the smol daemon reaches the same code in `e2e_databases`.
 #[test]
 fn password_file() {
     let dir = TempDir::new();
@@ -843,6 +845,9 @@ fn password_file() {
     });
 }
 
+/// One runtime only: the `accounts` subcommand is runtime-neutral library code run once on
+/// tokio; on smol, the same SQL paths run in `runs_without_tokio` and the smol binary's
+/// `e2e_databases` tests.
 #[test]
 fn embedded_database_and_accounts_subcommand() {
     let dir = TempDir::new();
@@ -953,6 +958,7 @@ fn embedded_database_and_accounts_subcommand() {
     });
 }
 
+/// One runtime only: configuration errors are found before any query runs (no runtime involved).
 #[test]
 fn configuration_errors() {
     block_on(async {
