@@ -155,6 +155,36 @@ pub const PRESENCE_KEYS: &[KeyDef] = &[
         "Largest size a deflate-compressed request body may inflate to, in bytes; beyond, 413 (not in Flexisip).",
     ),
     key(
+        "max-subscriptions",
+        Kind::Int,
+        "100000",
+        "Most subscriptions at once; a new SUBSCRIBE beyond gets 503 with Retry-After, refreshes still work (not in Flexisip).",
+    ),
+    key(
+        "max-subscriptions-per-connection",
+        Kind::Int,
+        "10000",
+        "Most subscriptions created over one connection; keep it large, as behind a proxy all users share a few connections (not in Flexisip).",
+    ),
+    key(
+        "max-publications",
+        Kind::Int,
+        "100000",
+        "Most publications at once; an initial PUBLISH beyond gets 503 with Retry-After (not in Flexisip).",
+    ),
+    key(
+        "partial-message-timeout",
+        Kind::Millis,
+        "10000",
+        "Longest time, in ms, a connection may hold an incomplete SIP message; past it the connection is closed (not in Flexisip).",
+    ),
+    key(
+        "idle-connection-timeout",
+        Kind::Seconds,
+        "3600",
+        "A connection without traffic for this long, in seconds, and used by no subscription is closed; 0: never (not in Flexisip).",
+    ),
+    key(
         "long-term-enabled",
         Kind::Bool,
         "true",
@@ -850,6 +880,26 @@ fn apply_presence(
         "max-inflated-size" => {
             cfg.proto.max_inflated_size = parse_int(value, 1024, 256 * 1024 * 1024)? as usize
         }
+        "max-subscriptions" => {
+            cfg.proto.max_subscriptions = parse_int(value, 1, 100_000_000)? as usize
+        }
+        "max-subscriptions-per-connection" => {
+            cfg.proto.max_subscriptions_per_connection = parse_int(value, 1, 100_000_000)? as usize
+        }
+        "max-publications" => {
+            cfg.proto.max_publications = parse_int(value, 1, 100_000_000)? as usize
+        }
+        "partial-message-timeout" => {
+            let d = parse_duration(value, Unit::Millis)?;
+            if d < Duration::from_millis(100) {
+                return Err("must be at least 100 ms".to_owned());
+            }
+            cfg.proto.partial_message_timeout = d
+        }
+        "idle-connection-timeout" => {
+            let d = parse_duration(value, Unit::Seconds)?;
+            cfg.proto.idle_connection_timeout = (!d.is_zero()).then_some(d)
+        }
         "long-term-enabled" => cfg.long_term_enabled = parse_bool(value)?,
         "accounts-database" => {
             if value.trim().is_empty() {
@@ -1074,6 +1124,20 @@ mod tests {
         assert_eq!(cfg.proto.list_overflow_delay, core.list_overflow_delay);
         assert_eq!(cfg.proto.max_list_entries, core.max_list_entries);
         assert_eq!(cfg.proto.max_inflated_size, core.max_inflated_size);
+        assert_eq!(cfg.proto.max_subscriptions, core.max_subscriptions);
+        assert_eq!(
+            cfg.proto.max_subscriptions_per_connection,
+            core.max_subscriptions_per_connection
+        );
+        assert_eq!(cfg.proto.max_publications, core.max_publications);
+        assert_eq!(
+            cfg.proto.partial_message_timeout,
+            core.partial_message_timeout
+        );
+        assert_eq!(
+            cfg.proto.idle_connection_timeout,
+            core.idle_connection_timeout
+        );
         // The embedded account database makes long-term presence work out of the box.
         assert!(cfg.long_term_enabled && cfg.proto.long_term_enabled);
         assert_eq!(

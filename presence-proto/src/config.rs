@@ -58,6 +58,18 @@ pub struct Config {
     pub account_cache_lifetime: Duration,
     /// How long the time of a user's last activity is remembered (`last-activity-retention-time`).
     pub last_activity_retention: Duration,
+    /// Most subscriptions at once (`max-subscriptions`); a new SUBSCRIBE beyond gets 503.
+    pub max_subscriptions: usize,
+    /// Most subscriptions created over one connection (`max-subscriptions-per-connection`);
+    /// behind a proxy all users share a few connections, so it is large.
+    pub max_subscriptions_per_connection: usize,
+    /// Most publications at once (`max-publications`); an initial PUBLISH beyond gets 503.
+    pub max_publications: usize,
+    /// A connection holding an incomplete message for longer is closed (slowloris).
+    pub partial_message_timeout: Duration,
+    /// A connection without traffic for this long, and without a subscription using it, is
+    /// closed (`idle-connection-timeout`); None: never.
+    pub idle_connection_timeout: Option<Duration>,
     /// Wall-clock time at one instant, to write timestamps (the core reads no clock); None: no
     /// timestamps are written.
     pub wall_clock: Option<(std::time::Instant, std::time::SystemTime)>,
@@ -91,6 +103,11 @@ impl Default for Config {
             account_cache_size: 100_000,
             account_cache_lifetime: Duration::from_secs(300),
             last_activity_retention: Duration::from_secs(86_400),
+            max_subscriptions: 100_000,
+            max_subscriptions_per_connection: 10_000,
+            max_publications: 100_000,
+            partial_message_timeout: Duration::from_secs(10),
+            idle_connection_timeout: Some(Duration::from_secs(3600)),
             wall_clock: None,
         }
     }

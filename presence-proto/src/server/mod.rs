@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::query::{Query, QueryId};
@@ -86,6 +86,16 @@ pub struct Stats {
     pub protocol_errors: u64,
     pub queries_issued: u64,
     pub query_failures: u64,
+    /// New SUBSCRIBEs refused with 503 because `max-subscriptions` was reached.
+    pub subscription_limit_hits: u64,
+    /// New SUBSCRIBEs refused with 503 because `max-subscriptions-per-connection` was reached.
+    pub connection_subscription_limit_hits: u64,
+    /// Initial PUBLISHes refused with 503 because `max-publications` was reached.
+    pub publication_limit_hits: u64,
+    /// Connections closed for holding an incomplete message too long (`partial-message-timeout`).
+    pub partial_message_timeouts: u64,
+    /// Connections closed for being idle (`idle-connection-timeout`).
+    pub idle_connection_timeouts: u64,
 }
 
 /// A subscription (dialog) handle.
@@ -101,6 +111,24 @@ struct Connection {
     /// The peer's address; for an outbound connection not yet reported, the target's if it is an IP.
     remote: Option<SocketAddr>,
     framer: Framer,
+    /// When the incomplete message the framer holds started arriving (None: nothing pending).
+    partial_since: Option<Instant>,
+    /// Last bytes received, or NOTIFY sent, on it.
+    last_activity: Instant,
+    /// Subscriptions created by SUBSCRIBEs that arrived on it, still alive.
+    subscriptions: usize,
+}
+
+impl Connection {
+    fn new(remote: Option<SocketAddr>, max_message_size: usize, now: Instant) -> Connection {
+        Connection {
+            remote,
+            framer: Framer::new(max_message_size),
+            partial_since: None,
+            last_activity: now,
+            subscriptions: 0,
+        }
+    }
 }
 
 /// The presence server: all state of one shard.
@@ -163,16 +191,14 @@ impl Server {
         remote: SocketAddr,
         local: SocketAddr,
     ) -> ConnId {
-        let _ = (now, local);
+        let _ = local;
         let id = self.alloc_conn();
         self.conns.insert(
             id,
-            Connection {
-                remote: Some(remote),
-                framer: Framer::new(self.config.max_message_size),
-            },
+            Connection::new(Some(remote), self.config.max_message_size, now),
         );
         self.conn_by_addr.insert(remote, id);
+        self.arm_idle(now, id);
         id
     }
 
@@ -182,14 +208,29 @@ impl Server {
             return;
         };
         c.framer.push(data);
+        c.last_activity = now;
+        let mut framed = false;
         loop {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
             };
             let remote = c.remote;
             match c.framer.next_message() {
-                Ok(Some(raw)) => self.handle_message(now, conn, remote, raw),
-                Ok(None) => return,
+                Ok(Some(raw)) => {
+                    framed = true;
+                    self.handle_message(now, conn, remote, raw);
+                }
+                Ok(None) => {
+                    // Bytes left over are an incomplete message: it has a deadline.
+                    if c.framer.buffered() == 0 {
+                        c.partial_since = None;
+                    } else if framed || c.partial_since.is_none() {
+                        c.partial_since = Some(now);
+                        let at = now + self.config.partial_message_timeout;
+                        self.timers.arm(at, Timer::PartialMessage(conn));
+                    }
+                    return;
+                }
                 Err(e) => {
                     warn!(?conn, ?remote, error = ?e, "closing connection: cannot frame its stream");
                     self.stats.protocol_errors += 1;
@@ -216,6 +257,8 @@ impl Server {
                 Timer::PublicationExpiry(id) => self.publication_timer(now, id),
                 Timer::ListNotify(id) => self.list_timer(now, id),
                 Timer::QueryDeadline(id) => self.query_deadline(now, id),
+                Timer::PartialMessage(conn) => self.partial_message_timer(now, conn),
+                Timer::IdleConnection(conn) => self.idle_timer(now, conn),
             }
         }
         while let Some((sub, cseq)) = self.timers.pop_notify_due(now) {
@@ -277,7 +320,7 @@ impl Server {
     }
 
     /// The connection to send on towards `target`: an open one to that address, or a new one.
-    fn conn_to(&mut self, target: Target) -> ConnId {
+    fn conn_to(&mut self, now: Instant, target: Target) -> ConnId {
         let addr = target.socket_addr();
         let key = (target.host.to_ascii_lowercase(), target.port);
         let existing = match addr {
@@ -288,20 +331,64 @@ impl Server {
             return *c;
         }
         let id = self.alloc_conn();
-        let framer = Framer::new(self.config.max_message_size);
-        self.conns.insert(
-            id,
-            Connection {
-                remote: addr,
-                framer,
-            },
-        );
+        let c = Connection::new(addr, self.config.max_message_size, now);
+        self.conns.insert(id, c);
+        self.arm_idle(now, id);
         match addr {
             Some(addr) => self.conn_by_addr.insert(addr, id),
             None => self.conn_by_target.insert(key, id),
         };
         self.output.connect(Action::Connect { conn: id, target });
         id
+    }
+
+    fn arm_idle(&mut self, now: Instant, conn: ConnId) {
+        if let Some(idle) = self.config.idle_connection_timeout {
+            self.timers.arm(now + idle, Timer::IdleConnection(conn));
+        }
+    }
+
+    /// Closes `conn` if the incomplete message it holds started arriving too long ago.
+    fn partial_message_timer(&mut self, now: Instant, conn: ConnId) {
+        let timeout = self.config.partial_message_timeout;
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if c.partial_since.is_some_and(|t| t + timeout <= now) {
+            warn!(
+                ?conn,
+                remote = ?c.remote,
+                buffered = c.framer.buffered(),
+                "closing connection: incomplete message pending too long (partial-message-timeout)"
+            );
+            self.stats.partial_message_timeouts += 1;
+            self.close(now, conn);
+        }
+    }
+
+    /// Closes `conn` if nothing went through it for `idle-connection-timeout` and no
+    /// subscription uses it; otherwise re-arms the check.
+    fn idle_timer(&mut self, now: Instant, conn: ConnId) {
+        let Some(idle) = self.config.idle_connection_timeout else {
+            return;
+        };
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let due = c.last_activity + idle;
+        if due > now {
+            self.timers.arm(due, Timer::IdleConnection(conn));
+            return;
+        }
+        let used =
+            c.subscriptions > 0 || self.subscriptions.map.values().any(|s| s.notifies_on(conn));
+        if used {
+            self.timers.arm(now + idle, Timer::IdleConnection(conn));
+            return;
+        }
+        info!(?conn, remote = ?c.remote, "closing idle connection (idle-connection-timeout)");
+        self.stats.idle_connection_timeouts += 1;
+        self.close(now, conn);
     }
 
     fn is_open(&self, conn: ConnId) -> bool {

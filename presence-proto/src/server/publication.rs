@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tracing::debug;
+use tracing::{debug, info};
 
-use super::response::{RequestInfo, bad_request, warning};
+use super::response::{RequestInfo, bad_request, unavailable, warning};
 use super::timers::Timer;
 use super::{ConnId, PubId, Server};
 use crate::pidf;
@@ -241,6 +241,12 @@ impl Server {
                 // Flexisip's "last activity": a refresh or a removal, not an initial publication.
                 self.presentities.record_activity(&presentity, now);
                 self.presentity_changed(now, &presentity);
+            }
+            (None, Some(_), _) if self.publications.len() >= self.config.max_publications => {
+                info!(%remote, "PUBLISH refused: max-publications reached");
+                self.stats.publication_limit_hits += 1;
+                let r = unavailable("Too many publications");
+                self.refuse(conn, remote, msg, r);
             }
             (None, Some(doc), expires) => {
                 let etag = self.new_etag();

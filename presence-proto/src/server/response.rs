@@ -179,3 +179,9 @@ pub(crate) type Refusal = (u16, &'static str, Vec<(&'static str, Vec<u8>)>);
 pub(crate) fn bad_request(text: &str) -> Refusal {
     (400, "Bad Request", vec![("Warning", warning(text))])
 }
+
+/// A 503 for a limit reached: a Retry-After and a Warning.
+pub(crate) fn unavailable(text: &str) -> Refusal {
+    let retry = vec![("Retry-After", b"60".to_vec()), ("Warning", warning(text))];
+    (503, "Service Unavailable", retry)
+}

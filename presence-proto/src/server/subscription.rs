@@ -11,7 +11,7 @@ use tracing::{debug, info};
 
 use super::list::{ListBody, ListError, ListState};
 use super::presentity::Watch;
-use super::response::{RequestInfo, bad_request, warning};
+use super::response::{RequestInfo, bad_request, unavailable, warning};
 use super::timers::Timer;
 use super::{ConnId, Server, SubId, Target};
 use crate::config::Config;
@@ -38,6 +38,8 @@ pub(crate) struct Subscription {
     pub(crate) expires_at: Instant,
     /// Connection NOTIFYs currently go out on.
     conn: Option<ConnId>,
+    /// Connection the initial SUBSCRIBE arrived on (counted against its limit).
+    origin: ConnId,
     pub(crate) bypass: bool,
     /// CSeqs of NOTIFYs without a final response yet.
     unacked: Vec<u32>,
@@ -88,6 +90,13 @@ impl Subscriptions {
 
     pub(crate) fn len(&self) -> usize {
         self.map.len()
+    }
+}
+
+impl Subscription {
+    /// Whether NOTIFYs currently go out on `conn`.
+    pub(crate) fn notifies_on(&self, conn: ConnId) -> bool {
+        self.conn == Some(conn)
     }
 }
 
@@ -202,6 +211,24 @@ impl Server {
             }
             self.refresh_subscription(now, conn, remote, msg, id, expires, bypass, contact);
             return;
+        }
+
+        // A new subscription: the limits (refreshes above are never refused for them).
+        if self.subscriptions.len() >= self.config.max_subscriptions {
+            info!(%remote, "SUBSCRIBE refused: max-subscriptions reached");
+            self.stats.subscription_limit_hits += 1;
+            let r = unavailable("Too many subscriptions");
+            return self.refuse(conn, remote, msg, r);
+        }
+        if self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.subscriptions >= self.config.max_subscriptions_per_connection)
+        {
+            info!(?conn, %remote, "SUBSCRIBE refused: max-subscriptions-per-connection reached");
+            self.stats.connection_subscription_limit_hits += 1;
+            let r = unavailable("Too many subscriptions on this connection");
+            return self.refuse(conn, remote, msg, r);
         }
 
         let Some(request_uri) = msg.request_uri() else {
@@ -345,12 +372,16 @@ impl Server {
             cseq: 0,
             expires_at: now + Duration::from_secs(u64::from(expires)),
             conn: reuse.then_some(conn),
+            origin: conn,
             bypass,
             unacked: Vec::new(),
             registered: !fetch,
             kind,
         };
         self.subscriptions.map.insert(id, sub);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.subscriptions += 1;
+        }
         // Access first: the re-evaluation below must not count this subscription as a change.
         self.update_access(id);
         let watched = self.watched(id);
@@ -615,7 +646,7 @@ impl Server {
     }
 
     /// The connection for the next NOTIFY of `id`: the current one if open, else one to the next hop.
-    fn notify_conn(&mut self, id: SubId) -> Option<ConnId> {
+    fn notify_conn(&mut self, now: Instant, id: SubId) -> Option<ConnId> {
         let sub = self.subscriptions.map.get(&id)?;
         if let Some(c) = sub.conn
             && self.is_open(c)
@@ -623,7 +654,7 @@ impl Server {
             return Some(c);
         }
         let target = sub.next_hop.clone();
-        let c = self.conn_to(target);
+        let c = self.conn_to(now, target);
         if let Some(sub) = self.subscriptions.map.get_mut(&id) {
             sub.conn = Some(c);
         }
@@ -664,9 +695,12 @@ impl Server {
                 }
             }
         };
-        let Some(conn) = self.notify_conn(id) else {
+        let Some(conn) = self.notify_conn(now, id) else {
             return;
         };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.last_activity = now;
+        }
         let Some(sub) = self.subscriptions.map.get_mut(&id) else {
             return;
         };
@@ -813,6 +847,9 @@ impl Server {
         let Some(s) = self.subscriptions.map.remove(&id) else {
             return;
         };
+        if let Some(c) = self.conns.get_mut(&s.origin) {
+            c.subscriptions = c.subscriptions.saturating_sub(1);
+        }
         if !s.registered {
             for key in &watched {
                 self.presentities.remove_if_unused(key);

@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::Instant;
 
-use super::{PubId, SubId};
+use super::{ConnId, PubId, SubId};
 use crate::query::QueryId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -17,6 +17,10 @@ pub(crate) enum Timer {
     ListNotify(SubId),
     /// A database query's result is due.
     QueryDeadline(QueryId),
+    /// A connection's incomplete message may have been pending too long.
+    PartialMessage(ConnId),
+    /// A connection may have been idle too long.
+    IdleConnection(ConnId),
 }
 
 #[derive(Debug, Default)]
