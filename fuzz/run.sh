@@ -15,5 +15,5 @@ for t in "${targets[@]}"; do
     mkdir -p "corpus/$t"
     echo "== $t ($secs s)"
     cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 2>&1 |
-        grep -E '^(#[0-9]+ +DONE|Done|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)|panicked' || true
+        grep -E '^(#[0-9]+[[:space:]]+DONE|Done|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)|panicked' || true
 done
