@@ -20,7 +20,7 @@ use bytes::Bytes;
 use presence_proto::{Action, ConnId, Query, QueryError, QueryId, QueryResult, Server, Target};
 
 use crate::settings::DaemonConfig;
-use crate::transport::contact_uri;
+use crate::transport::{ListenAddr, contact_uri};
 
 /// Inputs handled before the core's actions are drained (so that outputs coalesce).
 pub const MAX_INPUT_BATCH: usize = 64;
@@ -268,6 +268,32 @@ pub fn write_timed_out() -> std::io::Error {
         std::io::ErrorKind::TimedOut,
         format!("peer accepted no data for {WRITE_TIMEOUT:?}"),
     )
+}
+
+/// Binds a (non-blocking) listener per address and logs `listening on ADDR` for each; the
+/// runtime turns them into its own listener type.
+pub fn bind_listeners(listen: &[ListenAddr]) -> Result<Vec<std::net::TcpListener>, String> {
+    let mut listeners = Vec::with_capacity(listen.len());
+    for l in listen {
+        let listener = std::net::TcpListener::bind((l.bind_host.as_str(), l.port))
+            .map_err(|e| format!("cannot listen on {l} (transport {}): {e}", l.uri))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("cannot listen on {l}: {e}"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("cannot listen on {l}: {e}"))?;
+        tracing::info!("listening on {addr}");
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// The core for a daemon whose first listener is bound to `first_bound`.
+pub fn new_server(config: &DaemonConfig, first_bound: SocketAddr) -> Server {
+    let proto = core_config(config, first_bound);
+    tracing::debug!("contact {}", proto.contact);
+    Server::new(proto, std::time::Instant::now(), random_seed())
 }
 
 /// The core's configuration for a daemon whose first listener is bound to `first_bound`: the

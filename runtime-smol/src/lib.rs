@@ -27,11 +27,12 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use presence_daemon::driver::{
     ACCEPT_ERROR_PAUSE, CONNECT_TIMEOUT, INPUT_QUEUE, MAX_INPUT_BATCH, READ_BUFFER_SIZE,
-    SHUTDOWN_GRACE, WRITE_TIMEOUT, coalesce, core_config, log_stopped, write_timed_out,
+    SHUTDOWN_GRACE, WRITE_TIMEOUT, bind_listeners, coalesce, log_stopped, new_server,
+    write_timed_out,
 };
 use presence_daemon::driver::{Driver, Outlet};
-use presence_daemon::{Core, DaemonConfig, Databases, ListenAddr, random_seed};
-use presence_proto::{ConnId, Query, QueryId, Server, Target};
+use presence_daemon::{Core, DaemonConfig, Databases, ListenAddr};
+use presence_proto::{ConnId, Query, QueryId, Target};
 use smol::channel::{self, Receiver, Sender};
 use smol::future::{self, FutureExt as _};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -53,33 +54,23 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     }
     // Configuration errors stop the startup; a database that is down is only logged.
     let databases = Arc::new(Databases::connect(&config).await?);
-    let listeners = bind(&config.listen).await?;
+    let listeners = bind(&config.listen)?;
     let first = listeners
         .first()
         .and_then(|l| l.local_addr().ok())
         .ok_or_else(|| "no listening socket".to_owned())?;
-    let proto = core_config(&config, first);
-    debug!("contact {}", proto.contact);
-    let server = Server::new(proto, Instant::now(), random_seed());
+    let server = new_server(&config, first);
     serve(listeners, server, Arc::clone(&databases), shutdown).await;
     databases.close().await;
     Ok(())
 }
 
-/// Binds a listener per address and logs `listening on ADDR` for each.
-pub async fn bind(listen: &[ListenAddr]) -> Result<Vec<TcpListener>, String> {
-    let mut listeners = Vec::with_capacity(listen.len());
-    for l in listen {
-        let listener = TcpListener::bind((l.bind_host.as_str(), l.port))
-            .await
-            .map_err(|e| format!("cannot listen on {l} (transport {}): {e}", l.uri))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| format!("cannot listen on {l}: {e}"))?;
-        info!("listening on {addr}");
-        listeners.push(listener);
-    }
-    Ok(listeners)
+/// Binds a listener per address (logging `listening on ADDR` for each), as smol listeners.
+pub fn bind(listen: &[ListenAddr]) -> Result<Vec<TcpListener>, String> {
+    bind_listeners(listen)?
+        .into_iter()
+        .map(|l| TcpListener::try_from(l).map_err(|e| format!("cannot listen: {e}")))
+        .collect()
 }
 
 /// Resolves on the first SIGTERM or SIGINT (logging which).
