@@ -379,6 +379,16 @@ fn canonical(name: &str) -> String {
 }
 
 impl SipMessage {
+    /// The same message parsed by the project's own codec (to decode list NOTIFYs with the
+    /// simulator's helpers).
+    pub fn to_message(&self) -> presence_proto::sip::Message {
+        let mut raw = self.head.clone().into_bytes();
+        raw.extend_from_slice(b"\r\n\r\n");
+        raw.extend_from_slice(&self.body);
+        presence_proto::sip::Message::parse(bytes::Bytes::from(raw), 256)
+            .expect("a message from the server parses")
+    }
+
     /// Parses one whole message (head and body).
     pub fn parse(raw: &[u8]) -> Result<SipMessage, String> {
         let end = find(raw, b"\r\n\r\n").ok_or("no end of head")?;
@@ -511,6 +521,37 @@ pub struct SipClient {
 }
 
 impl SipClient {
+    /// Sends a liblinphone-like list SUBSCRIBE from `from` (an AOR, tag `bobtag`, a fresh
+    /// Call-ID) to `list` (an RFC 5367 body of `entries`, deflated); returns the sizes of the
+    /// compressed and the plain body.
+    pub fn send_list_subscribe(
+        &mut self,
+        from: &str,
+        list: &str,
+        entries: &[String],
+        user_agent: &str,
+    ) -> (usize, usize) {
+        let mut xml = String::from(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"><list>",
+        );
+        for e in entries {
+            xml.push_str(&format!("<entry uri=\"{e}\"/>"));
+        }
+        xml.push_str("</list></resource-lists>");
+        let body = presence_proto::encoding::deflate(xml.as_bytes());
+        let head = format!(
+            "SUBSCRIBE {list} SIP/2.0\r\nVia: SIP/2.0/TCP {l};branch=z9hG4bK.{b};rport\r\nFrom: <{from}>;tag=bobtag\r\nTo: <{list}>\r\nCall-ID: {cid}\r\nCSeq: 20 SUBSCRIBE\r\nMax-Forwards: 70\r\nSupported: eventlist\r\nEvent: presence\r\nExpires: 600\r\nContent-Type: application/resource-lists+xml\r\nContent-Encoding: deflate\r\nContent-Disposition: recipient-list\r\nRequire: recipient-list-subscribe\r\nAccept: multipart/related, application/pidf+xml, application/rlmi+xml\r\nAccept-Encoding: deflate\r\nContact: <sip:bob@{l};transport=tcp>\r\nUser-Agent: {user_agent}\r\nContent-Length: {len}\r\n\r\n",
+            l = self.local,
+            b = unique("b"),
+            cid = unique("list-"),
+            len = body.len()
+        );
+        let mut wire = head.into_bytes();
+        wire.extend_from_slice(&body);
+        self.send_bytes(&wire);
+        (body.len(), xml.len())
+    }
+
     pub fn connect(addr: SocketAddr) -> SipClient {
         let stream =
             TcpStream::connect_timeout(&addr, RECV_TIMEOUT).expect("connect to presence-server");

@@ -6,12 +6,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use bytes::Bytes;
 use presence_daemon::db::accounts::{AccountStore, ensure_schema};
 use presence_daemon::db::connection::{Target, sqlite_url};
 use presence_daemon::db::{Pool, sql::Dialect};
-use presence_proto::sip::Message;
-use presence_tests::daemon::{Daemon, Runtime, SipMessage, unique};
+use presence_tests::daemon::{Daemon, Runtime, unique};
 use presence_tests::on_both_runtimes;
 use presence_tests::sim::decode_list;
 
@@ -20,13 +18,6 @@ const KNOWN: usize = 300;
 
 fn phone(i: usize) -> String {
     format!("+3361{i:07}")
-}
-
-fn to_message(m: &SipMessage) -> Message {
-    let mut raw = m.head.clone().into_bytes();
-    raw.extend_from_slice(b"\r\n\r\n");
-    raw.extend_from_slice(&m.body);
-    Message::parse(Bytes::from(raw), 256).expect("a message from the server parses")
 }
 
 fn store(path: &std::path::Path) -> AccountStore {
@@ -91,30 +82,18 @@ fn a_list_of_1000_phone_numbers_300_known_resolves_in_one_subscribe(rt: Runtime)
             .iter()
             .map(|u| format!("sip:{u}@{DOMAIN};user=phone")),
     );
-    let mut xml = String::from(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"><list>",
-    );
-    for e in &entries {
-        xml.push_str(&format!("<entry uri=\"{e}\"/>"));
-    }
-    xml.push_str("</list></resource-lists>");
-    let body = presence_proto::encoding::deflate(xml.as_bytes());
     let list = format!("sip:friends@{DOMAIN}");
-    let head = format!(
-        "SUBSCRIBE {list} SIP/2.0\r\nVia: SIP/2.0/TCP {l};branch=z9hG4bK.{b};rport\r\nFrom: <sip:bob@{DOMAIN}>;tag=bobtag\r\nTo: <{list}>\r\nCall-ID: {cid}\r\nCSeq: 20 SUBSCRIBE\r\nMax-Forwards: 70\r\nSupported: eventlist\r\nEvent: presence\r\nExpires: 600\r\nContent-Type: application/resource-lists+xml\r\nContent-Encoding: deflate\r\nContent-Disposition: recipient-list\r\nAccept-Encoding: deflate\r\nContact: <sip:bob@{l};transport=tcp>\r\nContent-Length: {len}\r\n\r\n",
-        l = bob.local,
-        b = unique("b"),
-        cid = unique("list-"),
-        len = body.len()
+    bob.send_list_subscribe(
+        &format!("sip:bob@{DOMAIN}"),
+        &list,
+        &entries,
+        "e2e-accounts/1.0",
     );
-    let mut wire = head.into_bytes();
-    wire.extend_from_slice(&body);
-    bob.send_bytes(&wire);
     let r = bob.expect_response();
     assert_eq!(r.status(), Some(200), "{r}\n{}", daemon.log());
     let n = bob.expect_request("NOTIFY");
     bob.send(&n.ok_response());
-    let l = decode_list(&to_message(&n));
+    let l = decode_list(&n.to_message());
     assert_eq!(l.rlmi.resources.len(), 1000 + hostile.len());
     let with: BTreeSet<&str> = l.with_instances().into_iter().collect();
     let expected: BTreeSet<String> = (0..KNOWN)

@@ -5,20 +5,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use presence_proto::sip::Message;
-use presence_tests::daemon::{Daemon, Runtime, SipClient, SipMessage, unique};
+use presence_tests::daemon::{Daemon, Runtime, SipClient, unique};
 use presence_tests::on_both_runtimes;
 use presence_tests::sim::{ListNotify, decode_list};
 
 const DOMAIN: &str = "lists.example.org";
-
-fn to_message(m: &SipMessage) -> Message {
-    let mut raw = m.head.clone().into_bytes();
-    raw.extend_from_slice(b"\r\n\r\n");
-    raw.extend_from_slice(&m.body);
-    Message::parse(Bytes::from(raw), 256).expect("a message from the server parses")
-}
 
 fn aor(user: &str) -> String {
     format!("sip:{user}@{DOMAIN}")
@@ -59,7 +50,7 @@ fn collect_until(
             .unwrap_or_else(|e| panic!("waiting for list NOTIFYs ({seen:?} so far): {e:?}"));
         assert_eq!(n.method(), Some("NOTIFY"), "{n}");
         c.send(&n.ok_response());
-        let l = decode_list(&to_message(&n));
+        let l = decode_list(&n.to_message());
         seen.extend(l.with_instances().into_iter().map(str::to_owned));
         got.push(l);
     }
@@ -77,27 +68,10 @@ fn deflated_500_entry_list_subscription_end_to_end(rt: Runtime) {
 
     let mut bob = daemon.connect();
     let entries: Vec<String> = (0..500).map(|i| aor(&format!("u{i:03}"))).collect();
-    let mut xml = String::from(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"><list>",
-    );
-    for e in &entries {
-        xml.push_str(&format!("<entry uri=\"{e}\"/>"));
-    }
-    xml.push_str("</list></resource-lists>");
-    let body = presence_proto::encoding::deflate(xml.as_bytes());
-    assert!(body.len() < xml.len() / 4);
     let list = format!("sip:friends@{DOMAIN}");
-    let head = format!(
-        "SUBSCRIBE {list} SIP/2.0\r\nVia: SIP/2.0/TCP {l};branch=z9hG4bK.{b};rport\r\nFrom: \"bob\" <{me}>;tag=bobtag\r\nTo: <{list}>\r\nCall-ID: {cid}\r\nCSeq: 20 SUBSCRIBE\r\nMax-Forwards: 70\r\nSupported: eventlist\r\nEvent: presence\r\nExpires: 600\r\nContent-Type: application/resource-lists+xml\r\nContent-Encoding: deflate\r\nContent-Disposition: recipient-list\r\nRequire: recipient-list-subscribe\r\nAccept: multipart/related, application/pidf+xml, application/rlmi+xml\r\nAccept-Encoding: deflate\r\nContact: <sip:bob@{l};transport=tcp>\r\nUser-Agent: e2e-lists/1.0\r\nContent-Length: {len}\r\n\r\n",
-        l = bob.local,
-        b = unique("b"),
-        me = aor("bob"),
-        cid = unique("list-"),
-        len = body.len()
-    );
-    let mut wire = head.into_bytes();
-    wire.extend_from_slice(&body);
-    bob.send_bytes(&wire);
+    let (compressed, plain) =
+        bob.send_list_subscribe(&aor("bob"), &list, &entries, "e2e-lists/1.0");
+    assert!(compressed < plain / 4);
     let r = bob.expect_response();
     assert_eq!(r.status(), Some(200), "{r}");
     assert_eq!(r.header("Require"), Some("eventlist"));
@@ -106,7 +80,7 @@ fn deflated_500_entry_list_subscription_end_to_end(rt: Runtime) {
     let n = bob.expect_request("NOTIFY");
     bob.send(&n.ok_response());
     assert_eq!(n.header("Event"), Some("Presence"));
-    let full = decode_list(&to_message(&n));
+    let full = decode_list(&n.to_message());
     assert!(
         full.compressed,
         "Accept-Encoding: deflate and a large body: compressed"
@@ -169,7 +143,7 @@ fn deflated_500_entry_list_subscription_end_to_end(rt: Runtime) {
     let (ok, last) = bob.expect_response_and_notify();
     assert_eq!(ok.status(), Some(200));
     bob.send(&last.ok_response());
-    let l = decode_list(&to_message(&last));
+    let l = decode_list(&last.to_message());
     assert_eq!(l.state.state, "terminated");
     assert_eq!(l.rlmi.version, version + 1);
 }
