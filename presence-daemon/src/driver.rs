@@ -11,9 +11,15 @@
 //! then, after a batch of inputs (at most [`MAX_INPUT_BATCH`]), calls [`Driver::drain`] so that all
 //! the output of the batch reaches each writer as one `Send` per connection. Dropping an
 //! [`Outlet`] tells its writer to flush what it has and close the connection.
+//!
+//! Output a peer does not read is bounded: each writer shares a [`Backlog`] (bytes queued and not
+//! yet written) with the driver; when a `Send` would take it past `max-pending-output`, the
+//! driver aborts the writer (the connection is closed at once, its queue dropped), reports the
+//! connection closed to the core and logs it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -36,6 +42,8 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// Default of `max-pending-output`: bytes queued for one connection and not yet written.
+pub const DEFAULT_MAX_PENDING_OUTPUT: usize = 16 * 1024 * 1024;
 
 /// The sans-IO core as the driver sees it ([`presence_proto::Server`], or a fake in tests).
 pub trait Core {
@@ -76,8 +84,34 @@ impl Core for Server {
 /// was sent is written.
 pub trait Outlet {
     /// Queues bytes for writing; never blocks. A closed writer ignores them (its task reports the
-    /// connection closed on its own).
-    fn send(&self, data: Bytes);
+    /// connection closed on its own). Returns the bytes now queued and not yet written.
+    fn send(&self, data: Bytes) -> usize;
+    /// Bytes queued and not yet written.
+    fn pending(&self) -> usize;
+    /// Closes the connection at once, dropping what is still queued.
+    fn abort(self);
+}
+
+/// Bytes queued for one connection and not yet written, shared by its [`Outlet`] (which adds what
+/// it queues) and its writer task (which subtracts what it wrote).
+#[derive(Debug, Default)]
+pub struct Backlog(AtomicUsize);
+
+impl Backlog {
+    /// `n` more bytes were queued; returns the new total.
+    pub fn queued(&self, n: usize) -> usize {
+        self.0.fetch_add(n, Ordering::Relaxed) + n
+    }
+
+    /// `n` queued bytes were written.
+    pub fn written(&self, n: usize) {
+        self.0.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// What reaches the core task from the runtime's tasks; `S` is the runtime's TCP stream.
@@ -96,14 +130,30 @@ pub enum Input<S> {
 pub struct Driver<C, W> {
     core: C,
     conns: HashMap<ConnId, W>,
+    max_pending_output: usize,
+    slow_readers_closed: u64,
 }
 
 impl<C: Core, W: Outlet> Driver<C, W> {
+    /// A driver whose connections may each have [`DEFAULT_MAX_PENDING_OUTPUT`] bytes pending.
     pub fn new(core: C) -> Self {
         Driver {
             core,
             conns: HashMap::new(),
+            max_pending_output: DEFAULT_MAX_PENDING_OUTPUT,
+            slow_readers_closed: 0,
         }
+    }
+
+    /// Sets `max-pending-output`: a connection with more bytes queued is closed.
+    pub fn with_max_pending_output(mut self, bytes: usize) -> Self {
+        self.max_pending_output = bytes;
+        self
+    }
+
+    /// Connections closed because their peer did not read their output.
+    pub fn slow_readers_closed(&self) -> u64 {
+        self.slow_readers_closed
     }
 
     /// The core.
@@ -177,7 +227,12 @@ impl<C: Core, W: Outlet> Driver<C, W> {
         while let Some(action) = self.core.poll_action() {
             match action {
                 Action::Send { conn, data } => match self.conns.get(&conn) {
-                    Some(outlet) => outlet.send(data),
+                    Some(outlet) => {
+                        let pending = outlet.send(data);
+                        if pending > self.max_pending_output {
+                            self.close_slow_reader(conn, pending);
+                        }
+                    }
                     None => tracing::debug!(
                         ?conn,
                         "dropping {} bytes for a closed connection",
@@ -196,6 +251,28 @@ impl<C: Core, W: Outlet> Driver<C, W> {
                 Action::Query { id, query: q } => query(id, q),
             }
         }
+    }
+
+    /// The peer of `conn` does not read: `pending` bytes wait. Closes it at once and tells the
+    /// core (which ends what depended on it, like a peer that disconnected).
+    fn close_slow_reader(&mut self, conn: ConnId, pending: usize) {
+        let Some(outlet) = self.conns.remove(&conn) else {
+            return;
+        };
+        tracing::warn!(
+            ?conn,
+            "closing a connection whose peer does not read: {pending} bytes pending \
+             (max-pending-output is {})",
+            self.max_pending_output
+        );
+        outlet.abort();
+        self.slow_readers_closed += 1;
+        self.core.connection_closed(Instant::now(), conn);
+    }
+
+    /// Bytes queued on every connection and not yet written.
+    pub fn pending_output(&self) -> usize {
+        self.conns.values().map(Outlet::pending).sum()
     }
 
     /// Handles one input at `now`; for an accepted stream, `spawn` starts the connection's tasks
@@ -368,13 +445,59 @@ mod tests {
         }
     }
 
+    /// A writer that writes nothing: everything sent stays pending.
     #[derive(Clone, Default)]
-    struct Sink(Rc<RefCell<Vec<Bytes>>>);
+    struct Sink(Rc<RefCell<Vec<Bytes>>>, Rc<RefCell<bool>>);
 
     impl Outlet for Sink {
-        fn send(&self, data: Bytes) {
+        fn send(&self, data: Bytes) -> usize {
             self.0.borrow_mut().push(data);
+            self.pending()
         }
+        fn pending(&self) -> usize {
+            self.0.borrow().iter().map(Bytes::len).sum()
+        }
+        fn abort(self) {
+            *self.1.borrow_mut() = true;
+        }
+    }
+
+    #[test]
+    fn a_peer_that_does_not_read_is_closed() {
+        let now = Instant::now();
+        let addr: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let mut d: Driver<FakeCore, Sink> =
+            Driver::new(FakeCore::default()).with_max_pending_output(10);
+        let (slow, fine) = (Sink::default(), Sink::default());
+        let a = d.accepted(now, addr, addr, |_| slow.clone());
+        let b = d.accepted(now, addr, addr, |_| fine.clone());
+        let chunk = |conn| Action::Send {
+            conn,
+            data: Bytes::from_static(b"123456"),
+        };
+        // 6 bytes pending on each: under the limit.
+        d.core.actions = vec![chunk(a), chunk(b)];
+        d.drain(|_, _| unreachable!(), |_, _| unreachable!());
+        assert_eq!(d.pending_output(), 12);
+        assert_eq!(d.slow_readers_closed(), 0);
+        // 12 bytes on `a`: closed, reported to the core once; `b` untouched.
+        d.core.actions = vec![chunk(a), chunk(a)];
+        d.drain(|_, _| unreachable!(), |_, _| unreachable!());
+        assert!(*slow.1.borrow(), "the slow writer is aborted");
+        assert!(!*fine.1.borrow());
+        assert_eq!(d.connections(), 1);
+        assert_eq!(d.slow_readers_closed(), 1);
+        assert_eq!(d.pending_output(), 6);
+        assert_eq!(
+            slow.0.borrow().len(),
+            2,
+            "the chunk after the abort is dropped"
+        );
+        d.closed(now, a);
+        assert_eq!(
+            d.core().log,
+            vec!["open 1 127.0.0.1:5000", "open 2 127.0.0.1:5000", "closed 1"]
+        );
     }
 
     #[test]

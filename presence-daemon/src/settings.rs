@@ -173,6 +173,12 @@ pub const PRESENCE_KEYS: &[KeyDef] = &[
         "Most publications at once; an initial PUBLISH beyond gets 503 with Retry-After (not in Flexisip).",
     ),
     key(
+        "max-pending-output",
+        Kind::Int,
+        "16777216",
+        "Most bytes queued for one connection and not yet written; a peer that stops reading is disconnected when its output passes this, in bytes (not in Flexisip).",
+    ),
+    key(
         "partial-message-timeout",
         Kind::Millis,
         "10000",
@@ -397,6 +403,8 @@ pub struct DaemonConfig {
     pub soci_users_with_phones_request: String,
     /// `leak-detector` (no effect).
     pub leak_detector: bool,
+    /// `max-pending-output`: bytes queued for a connection beyond which it is closed.
+    pub max_pending_output: usize,
     /// `[module::Authentication]`.
     pub auth: AuthConfig,
 }
@@ -491,6 +499,7 @@ impl DaemonConfig {
             soci_user_with_phone_request: String::new(),
             soci_users_with_phones_request: String::new(),
             leak_detector: false,
+            max_pending_output: crate::driver::DEFAULT_MAX_PENDING_OUTPUT,
             auth: AuthConfig {
                 configured: false,
                 db_implementation: String::new(),
@@ -888,6 +897,9 @@ fn apply_presence(
         }
         "max-publications" => {
             cfg.proto.max_publications = parse_int(value, 1, 100_000_000)? as usize
+        }
+        "max-pending-output" => {
+            cfg.max_pending_output = parse_int(value, 64 * 1024, 1 << 40)? as usize
         }
         "partial-message-timeout" => {
             let d = parse_duration(value, Unit::Millis)?;

@@ -30,7 +30,7 @@ use presence_daemon::driver::{
     SHUTDOWN_GRACE, WRITE_TIMEOUT, bind_listeners, coalesce, log_stopped, new_server,
     write_timed_out,
 };
-use presence_daemon::driver::{Driver, Outlet};
+use presence_daemon::driver::{Backlog, Driver, Outlet};
 use presence_daemon::{Core, DaemonConfig, Databases, ListenAddr};
 use presence_proto::{ConnId, Query, QueryId, Target};
 use smol::channel::{self, Receiver, Sender};
@@ -60,7 +60,14 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
         .and_then(|l| l.local_addr().ok())
         .ok_or_else(|| "no listening socket".to_owned())?;
     let server = new_server(&config, first);
-    serve(listeners, server, Arc::clone(&databases), shutdown).await;
+    serve(
+        listeners,
+        server,
+        Arc::clone(&databases),
+        config.max_pending_output,
+        shutdown,
+    )
+    .await;
     databases.close().await;
     Ok(())
 }
@@ -95,13 +102,56 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
 type Input = presence_daemon::driver::Input<TcpStream>;
 
 /// A connection's writer, as the driver sees it.
-struct Writer(Sender<Bytes>);
+struct Writer {
+    out: Sender<Bytes>,
+    backlog: Arc<Backlog>,
+    abort: Sender<()>,
+}
 
 impl Outlet for Writer {
-    fn send(&self, data: Bytes) {
+    fn send(&self, data: Bytes) -> usize {
+        let len = data.len();
         // A failed send means the connection task ended; it reports the closure itself.
-        let _ = self.0.try_send(data);
+        match self.out.try_send(data) {
+            Ok(()) => self.backlog.queued(len),
+            Err(_) => self.backlog.get(),
+        }
     }
+    fn pending(&self) -> usize {
+        self.backlog.get()
+    }
+    fn abort(self) {
+        let _ = self.abort.try_send(());
+    }
+}
+
+/// The driver's half of a new connection's writer, and the connection task's half.
+fn writer() -> (Writer, WriterEnd) {
+    let (out, out_rx) = channel::unbounded();
+    let (abort, abort_rx) = channel::bounded(1);
+    let backlog = Arc::new(Backlog::default());
+    let end = WriterEnd {
+        out: out_rx,
+        backlog: Arc::clone(&backlog),
+        abort: abort_rx,
+    };
+    (
+        Writer {
+            out,
+            backlog,
+            abort,
+        },
+        end,
+    )
+}
+
+/// What a connection task writes from.
+struct WriterEnd {
+    out: Receiver<Bytes>,
+    backlog: Arc<Backlog>,
+    /// Receives when the driver aborts the connection (closed: the writer was dropped, which
+    /// means flush and close).
+    abort: Receiver<()>,
 }
 
 /// What woke the core task up.
@@ -118,6 +168,7 @@ pub async fn serve<C: Core>(
     listeners: Vec<TcpListener>,
     core: C,
     databases: Arc<Databases>,
+    max_pending_output: usize,
     shutdown: impl Future<Output = ()>,
 ) {
     let (tx, rx) = channel::bounded::<Input>(INPUT_QUEUE);
@@ -127,7 +178,8 @@ pub async fn serve<C: Core>(
         .collect();
     let mut tasks: Vec<Task<()>> = Vec::new();
     let mut queries: Vec<Task<()>> = Vec::new();
-    let mut driver: Driver<C, Writer> = Driver::new(core);
+    let mut driver: Driver<C, Writer> =
+        Driver::new(core).with_max_pending_output(max_pending_output);
     let mut shutdown = pin!(shutdown);
     loop {
         let deadline = driver.deadline();
@@ -160,14 +212,14 @@ pub async fn serve<C: Core>(
         driver.fire_due_timers();
         driver.drain(
             |conn, target| {
-                let (out_tx, out_rx) = channel::unbounded();
+                let (writer, end) = writer();
                 tasks.push(smol::spawn(connection(
                     conn,
                     Socket::Connect(target),
-                    out_rx,
+                    end,
                     tx.clone(),
                 )));
-                Writer(out_tx)
+                writer
             },
             |id, query| {
                 queries.push(smol::spawn(run_query(
@@ -216,14 +268,14 @@ fn handle<C: Core>(
     tasks: &mut Vec<Task<()>>,
 ) {
     driver.handle(Instant::now(), input, |conn, stream| {
-        let (out_tx, out_rx) = channel::unbounded();
+        let (writer, end) = writer();
         tasks.push(smol::spawn(connection(
             conn,
             Socket::Accepted(stream),
-            out_rx,
+            end,
             tx.clone(),
         )));
-        Writer(out_tx)
+        writer
     });
 }
 
@@ -274,8 +326,14 @@ enum Socket {
 }
 
 /// One connection: connects if needed, starts the reader, then writes what the core sends until
-/// the core drops the writer (then shuts the socket down) or a write fails (then reports it).
-async fn connection(conn: ConnId, socket: Socket, out: Receiver<Bytes>, events: Sender<Input>) {
+/// the core drops the writer (then shuts the socket down), a write fails (then reports it) or the
+/// driver aborts it (then closes at once, dropping the queue).
+async fn connection(conn: ConnId, socket: Socket, end: WriterEnd, events: Sender<Input>) {
+    let WriterEnd {
+        out,
+        backlog,
+        abort,
+    } = end;
     let stream = match socket {
         Socket::Accepted(stream) => stream,
         Socket::Connect(target) => {
@@ -313,19 +371,37 @@ async fn connection(conn: ConnId, socket: Socket, out: Receiver<Bytes>, events: 
     // async-net streams are shared handles: the reader gets a clone.
     let reader = smol::spawn(read_loop(conn, stream.clone(), events.clone()));
     let mut wr = stream;
-    match write_loop(&mut wr, &out).await {
-        Ok(()) => {
+    let aborted = async {
+        if abort.recv().await.is_err() {
+            // Dropped without an abort: flush and close, which `write_loop` does.
+            future::pending::<()>().await;
+        }
+        None
+    };
+    match async { Some(write_loop(&mut wr, &out, &backlog).await) }
+        .or(aborted)
+        .await
+    {
+        Some(Ok(())) => {
             let _ = wr.close().await;
         }
-        Err(e) => {
+        Some(Err(e)) => {
             debug!(?conn, "write failed: {e}");
             let _ = events.send(Input::Closed(conn)).await;
+        }
+        None => {
+            debug!(?conn, "aborted with {} bytes unwritten", backlog.get());
+            let _ = wr.shutdown(std::net::Shutdown::Both);
         }
     }
     drop(reader);
 }
 
-async fn write_loop(wr: &mut TcpStream, out: &Receiver<Bytes>) -> std::io::Result<()> {
+async fn write_loop(
+    wr: &mut TcpStream,
+    out: &Receiver<Bytes>,
+    backlog: &Backlog,
+) -> std::io::Result<()> {
     while let Ok(first) = out.recv().await {
         let data = coalesce(first, || out.try_recv().ok());
         let written = async { Some(wr.write_all(&data).await) }
@@ -338,6 +414,7 @@ async fn write_loop(wr: &mut TcpStream, out: &Receiver<Bytes>) -> std::io::Resul
             Some(result) => result?,
             None => return Err(write_timed_out()),
         }
+        backlog.written(data.len());
     }
     Ok(())
 }

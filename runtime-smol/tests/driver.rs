@@ -50,6 +50,7 @@ impl Harness {
                 let _ = ev_tx.try_send(event);
             }),
             Arc::new(databases),
+            presence_daemon::driver::DEFAULT_MAX_PENDING_OUTPUT,
             async move {
                 let _ = stopped.recv().await;
             },

@@ -29,13 +29,13 @@ use presence_daemon::driver::{
     SHUTDOWN_GRACE, WRITE_TIMEOUT, bind_listeners, coalesce, log_stopped, new_server,
     write_timed_out,
 };
-use presence_daemon::driver::{Driver, Outlet};
+use presence_daemon::driver::{Backlog, Driver, Outlet};
 use presence_daemon::{Core, DaemonConfig, Databases, ListenAddr};
 use presence_proto::{ConnId, Query, QueryId, Target};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
@@ -58,7 +58,14 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
         .and_then(|l| l.local_addr().ok())
         .ok_or_else(|| "no listening socket".to_owned())?;
     let server = new_server(&config, first);
-    serve(listeners, server, Arc::clone(&databases), shutdown).await;
+    serve(
+        listeners,
+        server,
+        Arc::clone(&databases),
+        config.max_pending_output,
+        shutdown,
+    )
+    .await;
     databases.close().await;
     Ok(())
 }
@@ -89,13 +96,56 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
 type Input = presence_daemon::driver::Input<TcpStream>;
 
 /// A connection's writer, as the driver sees it.
-struct Writer(mpsc::UnboundedSender<Bytes>);
+struct Writer {
+    out: mpsc::UnboundedSender<Bytes>,
+    backlog: Arc<Backlog>,
+    abort: oneshot::Sender<()>,
+}
 
 impl Outlet for Writer {
-    fn send(&self, data: Bytes) {
+    fn send(&self, data: Bytes) -> usize {
+        let len = data.len();
         // A failed send means the connection task ended; it reports the closure itself.
-        let _ = self.0.send(data);
+        match self.out.send(data) {
+            Ok(()) => self.backlog.queued(len),
+            Err(_) => self.backlog.get(),
+        }
     }
+    fn pending(&self) -> usize {
+        self.backlog.get()
+    }
+    fn abort(self) {
+        let _ = self.abort.send(());
+    }
+}
+
+/// The driver's half of a new connection's writer, and the connection task's half.
+fn writer() -> (Writer, WriterEnd) {
+    let (out, out_rx) = mpsc::unbounded_channel();
+    let (abort, abort_rx) = oneshot::channel();
+    let backlog = Arc::new(Backlog::default());
+    let end = WriterEnd {
+        out: out_rx,
+        backlog: Arc::clone(&backlog),
+        abort: abort_rx,
+    };
+    (
+        Writer {
+            out,
+            backlog,
+            abort,
+        },
+        end,
+    )
+}
+
+/// What a connection task writes from.
+struct WriterEnd {
+    out: mpsc::UnboundedReceiver<Bytes>,
+    backlog: Arc<Backlog>,
+    /// Resolves with `Ok` when the driver aborts the connection (`Err`: the writer was dropped,
+    /// which means flush and close).
+    abort: oneshot::Receiver<()>,
 }
 
 /// Serves `listeners` with `core` until `shutdown` resolves, running the core's queries on
@@ -105,6 +155,7 @@ pub async fn serve<C: Core>(
     listeners: Vec<TcpListener>,
     core: C,
     databases: Arc<Databases>,
+    max_pending_output: usize,
     shutdown: impl Future<Output = ()>,
 ) {
     let (tx, mut rx) = mpsc::channel::<Input>(INPUT_QUEUE);
@@ -114,7 +165,8 @@ pub async fn serve<C: Core>(
     }
     let mut tasks = JoinSet::new();
     let mut queries = JoinSet::new();
-    let mut driver: Driver<C, Writer> = Driver::new(core);
+    let mut driver: Driver<C, Writer> =
+        Driver::new(core).with_max_pending_output(max_pending_output);
     tokio::pin!(shutdown);
     loop {
         let deadline = driver.deadline();
@@ -139,14 +191,9 @@ pub async fn serve<C: Core>(
         driver.fire_due_timers();
         driver.drain(
             |conn, target| {
-                let (out_tx, out_rx) = mpsc::unbounded_channel();
-                tasks.spawn(connection(
-                    conn,
-                    Socket::Connect(target),
-                    out_rx,
-                    tx.clone(),
-                ));
-                Writer(out_tx)
+                let (writer, end) = writer();
+                tasks.spawn(connection(conn, Socket::Connect(target), end, tx.clone()));
+                writer
             },
             |id, query| {
                 queries.spawn(run_query(Arc::clone(&databases), id, query, tx.clone()));
@@ -174,14 +221,9 @@ fn handle<C: Core>(
     tasks: &mut JoinSet<()>,
 ) {
     driver.handle(Instant::now(), input, |conn, stream| {
-        let (out_tx, out_rx) = mpsc::unbounded_channel();
-        tasks.spawn(connection(
-            conn,
-            Socket::Accepted(stream),
-            out_rx,
-            tx.clone(),
-        ));
-        Writer(out_tx)
+        let (writer, end) = writer();
+        tasks.spawn(connection(conn, Socket::Accepted(stream), end, tx.clone()));
+        writer
     });
 }
 
@@ -235,13 +277,14 @@ enum Socket {
 }
 
 /// One connection: connects if needed, starts the reader, then writes what the core sends until
-/// the core drops the writer (then shuts the socket down) or a write fails (then reports it).
-async fn connection(
-    conn: ConnId,
-    socket: Socket,
-    mut out: mpsc::UnboundedReceiver<Bytes>,
-    events: mpsc::Sender<Input>,
-) {
+/// the core drops the writer (then shuts the socket down), a write fails (then reports it) or the
+/// driver aborts it (then closes at once, dropping the queue).
+async fn connection(conn: ConnId, socket: Socket, end: WriterEnd, events: mpsc::Sender<Input>) {
+    let WriterEnd {
+        mut out,
+        backlog,
+        abort,
+    } = end;
     let stream = match socket {
         Socket::Accepted(stream) => stream,
         Socket::Connect(target) => {
@@ -272,14 +315,23 @@ async fn connection(
     };
     let (rd, mut wr) = stream.into_split();
     let reader = tokio::spawn(read_loop(conn, rd, events.clone()));
-    match write_loop(&mut wr, &mut out).await {
-        Ok(()) => {
-            let _ = wr.shutdown().await;
+    let aborted = async {
+        if abort.await.is_err() {
+            // Dropped without an abort: flush and close, which `write_loop` does.
+            std::future::pending::<()>().await;
         }
-        Err(e) => {
-            debug!(?conn, "write failed: {e}");
-            let _ = events.send(Input::Closed(conn)).await;
-        }
+    };
+    tokio::select! {
+        written = write_loop(&mut wr, &mut out, &backlog) => match written {
+            Ok(()) => {
+                let _ = wr.shutdown().await;
+            }
+            Err(e) => {
+                debug!(?conn, "write failed: {e}");
+                let _ = events.send(Input::Closed(conn)).await;
+            }
+        },
+        () = aborted => debug!(?conn, "aborted with {} bytes unwritten", backlog.get()),
     }
     reader.abort();
 }
@@ -287,6 +339,7 @@ async fn connection(
 async fn write_loop(
     wr: &mut OwnedWriteHalf,
     out: &mut mpsc::UnboundedReceiver<Bytes>,
+    backlog: &Backlog,
 ) -> std::io::Result<()> {
     while let Some(first) = out.recv().await {
         let data = coalesce(first, || out.try_recv().ok());
@@ -294,6 +347,7 @@ async fn write_loop(
             Ok(result) => result?,
             Err(_) => return Err(write_timed_out()),
         }
+        backlog.written(data.len());
     }
     Ok(())
 }

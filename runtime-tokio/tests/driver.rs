@@ -39,6 +39,7 @@ impl Harness {
                 let _ = ev_tx.send(event);
             }),
             Arc::new(databases),
+            presence_daemon::driver::DEFAULT_MAX_PENDING_OUTPUT,
             async {
                 let _ = stopped.await;
             },
