@@ -11,9 +11,16 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo fuzz list)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export CARGO_CACHE_RUSTC_INFO=0 RUSTC_BOOTSTRAP=1
+# The fuzzer's own CPU time (user + system), read from the children's times after each run, so
+# that a campaign on a shared machine can say how many CPU-minutes a target really had.
+cpu_ticks() { awk '{print $14 + $15 + $16 + $17}' /proc/$$/stat; }
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t"
+    cargo fuzz build "$t" >/dev/null 2>&1 || cargo fuzz build "$t"
     echo "== $t ($secs s)"
+    before=$(cpu_ticks)
     cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 2>&1 |
         grep -E '^(#[0-9]+[[:space:]]+DONE|Done|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)|panicked' || true
+    after=$(cpu_ticks)
+    echo "   $t: $(( (after - before) / $(getconf CLK_TCK) )) CPU-seconds"
 done
