@@ -30,6 +30,9 @@ use crate::transport::{ListenAddr, contact_uri};
 
 /// Inputs handled before the core's actions are drained (so that outputs coalesce).
 pub const MAX_INPUT_BATCH: usize = 64;
+/// A batch of inputs ends early once the core holds this much output, so that the output of
+/// one drain stays small next to `max-pending-output`.
+pub const DRAIN_AT: usize = 256 * 1024;
 /// Size of a connection's read buffer.
 pub const READ_BUFFER_SIZE: usize = 16 * 1024;
 /// Capacity of the queue from the reader tasks to the core (back-pressure on readers).
@@ -54,6 +57,10 @@ pub trait Core {
     fn poll_action(&mut self) -> Option<Action>;
     fn poll_timeout(&self) -> Option<Instant>;
     fn query_result(&mut self, now: Instant, id: QueryId, result: Result<QueryResult, QueryError>);
+    /// Bytes the core has written and not yet handed out as actions.
+    fn pending_output(&mut self) -> usize {
+        0
+    }
 }
 
 impl Core for Server {
@@ -77,6 +84,9 @@ impl Core for Server {
     }
     fn query_result(&mut self, now: Instant, id: QueryId, result: Result<QueryResult, QueryError>) {
         Server::query_result(self, now, id, result)
+    }
+    fn pending_output(&mut self) -> usize {
+        Server::pending_output(self)
     }
 }
 
@@ -159,6 +169,11 @@ impl<C: Core, W: Outlet> Driver<C, W> {
     /// The core.
     pub fn core(&self) -> &C {
         &self.core
+    }
+
+    /// Whether the core holds enough output ([`DRAIN_AT`]) to end the batch of inputs now.
+    pub fn should_drain(&mut self) -> bool {
+        self.core.pending_output() >= DRAIN_AT
     }
 
     /// Number of connections in the table.

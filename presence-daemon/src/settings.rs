@@ -403,8 +403,6 @@ pub struct DaemonConfig {
     pub soci_users_with_phones_request: String,
     /// `leak-detector` (no effect).
     pub leak_detector: bool,
-    /// `max-pending-output`: bytes queued for a connection beyond which it is closed.
-    pub max_pending_output: usize,
     /// `[module::Authentication]`.
     pub auth: AuthConfig,
 }
@@ -499,7 +497,6 @@ impl DaemonConfig {
             soci_user_with_phone_request: String::new(),
             soci_users_with_phones_request: String::new(),
             leak_detector: false,
-            max_pending_output: crate::driver::DEFAULT_MAX_PENDING_OUTPUT,
             auth: AuthConfig {
                 configured: false,
                 db_implementation: String::new(),
@@ -899,7 +896,7 @@ fn apply_presence(
             cfg.proto.max_publications = parse_int(value, 1, 100_000_000)? as usize
         }
         "max-pending-output" => {
-            cfg.max_pending_output = parse_int(value, 64 * 1024, 1 << 40)? as usize
+            cfg.proto.max_pending_output = parse_int(value, 64 * 1024, 1 << 40)? as usize
         }
         "partial-message-timeout" => {
             let d = parse_duration(value, Unit::Millis)?;

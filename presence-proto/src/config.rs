@@ -65,6 +65,10 @@ pub struct Config {
     pub max_subscriptions_per_connection: usize,
     /// Most publications at once (`max-publications`); an initial PUBLISH beyond gets 503.
     pub max_publications: usize,
+    /// Most bytes written to one connection between two drains of the actions
+    /// (`max-pending-output`; the runtime applies the same bound to what it has not written
+    /// yet): past it the connection is closed, as if it had failed.
+    pub max_pending_output: usize,
     /// A connection holding an incomplete message for longer is closed (slowloris).
     pub partial_message_timeout: Duration,
     /// A connection without traffic for this long, and without a subscription using it, is
@@ -106,6 +110,7 @@ impl Default for Config {
             max_subscriptions: 100_000,
             max_subscriptions_per_connection: 10_000,
             max_publications: 100_000,
+            max_pending_output: 16 * 1024 * 1024,
             partial_message_timeout: Duration::from_secs(10),
             idle_connection_timeout: Some(Duration::from_secs(3600)),
             wall_clock: None,

@@ -7,8 +7,9 @@
 //!   queued chunks into one write) and a reader task that forwards bytes and end of stream;
 //! - the core task ([`serve`]), the only owner of the [`presence_proto::Server`] (through
 //!   [`Driver`]): it handles one input, then up to [`MAX_INPUT_BATCH`] more that are already
-//!   queued, then fires due timers and drains the core's actions, so each connection gets one
-//!   write per batch;
+//!   queued (fewer once the core holds
+//!   [`DRAIN_AT`](presence_daemon::driver::DRAIN_AT) bytes of output), then fires due timers and
+//!   drains the core's actions, so each connection gets one write per batch;
 //! - one task per database query the core asks for (`Action::Query`): it runs
 //!   [`Databases::execute`] (sqlx runs on async-io when no tokio runtime is current) and hands the
 //!   outcome back to the core task as an input.
@@ -64,7 +65,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
         listeners,
         server,
         Arc::clone(&databases),
-        config.max_pending_output,
+        config.proto.max_pending_output,
         shutdown,
     )
     .await;
@@ -111,11 +112,13 @@ struct Writer {
 impl Outlet for Writer {
     fn send(&self, data: Bytes) -> usize {
         let len = data.len();
+        // Counted before it is queued: the writer may write it (and subtract) at once.
+        let pending = self.backlog.queued(len);
         // A failed send means the connection task ended; it reports the closure itself.
-        match self.out.try_send(data) {
-            Ok(()) => self.backlog.queued(len),
-            Err(_) => self.backlog.get(),
+        if self.out.try_send(data).is_err() {
+            self.backlog.written(len);
         }
+        pending
     }
     fn pending(&self) -> usize {
         self.backlog.get()
@@ -201,6 +204,9 @@ pub async fn serve<C: Core>(
             Wake::Input(Some(input)) => {
                 handle(&mut driver, input, &tx, &mut tasks);
                 for _ in 1..MAX_INPUT_BATCH {
+                    if driver.should_drain() {
+                        break;
+                    }
                     match rx.try_recv() {
                         Ok(input) => handle(&mut driver, input, &tx, &mut tasks),
                         Err(_) => break,

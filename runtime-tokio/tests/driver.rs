@@ -29,6 +29,14 @@ impl Harness {
     }
 
     async fn with_databases(databases: Databases) -> Harness {
+        Harness::with(
+            databases,
+            presence_daemon::driver::DEFAULT_MAX_PENDING_OUTPUT,
+        )
+        .await
+    }
+
+    async fn with(databases: Databases, max_pending_output: usize) -> Harness {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (ev_tx, events) = mpsc::unbounded_channel();
@@ -39,7 +47,7 @@ impl Harness {
                 let _ = ev_tx.send(event);
             }),
             Arc::new(databases),
-            presence_daemon::driver::DEFAULT_MAX_PENDING_OUTPUT,
+            max_pending_output,
             async {
                 let _ = stopped.await;
             },
@@ -114,6 +122,31 @@ async fn echo_close_and_peer_close() {
         .expect("serve did not stop")
         .unwrap();
     expect_eof(&mut c).await;
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_is_disconnected() {
+    let mut h = Harness::with(Databases::none(), 64 * 1024).await;
+    let mut slow = TcpStream::connect(h.addr).await.unwrap();
+    assert_eq!(h.event().await, "opened 1");
+    // 50 MB of answers asked for, none read: more than the socket buffers hold.
+    let asks = "flood 10000\n".repeat(5000);
+    let _ = timeout(T, slow.write_all(asks.as_bytes())).await;
+    assert_eq!(
+        h.event().await,
+        "closed 1",
+        "the driver closed it and told the core"
+    );
+    // What the kernel held arrives, then the end: far less than was asked.
+    let mut got = Vec::new();
+    let _ = timeout(T, slow.read_to_end(&mut got))
+        .await
+        .expect("the connection was not closed");
+    assert!(got.len() < 40_000_000, "{} bytes arrived", got.len());
+    // Others are served.
+    let mut other = BufReader::new(TcpStream::connect(h.addr).await.unwrap());
+    other.get_mut().write_all(b"hi\n").await.unwrap();
+    assert_eq!(read_line(&mut other).await, "echo:hi\n");
 }
 
 #[tokio::test]

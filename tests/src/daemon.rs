@@ -249,6 +249,18 @@ impl Daemon {
         self.child.id()
     }
 
+    /// Resident memory of the process (VmRSS), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read the daemon's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+            .expect("VmRSS in /proc status")
+    }
+
     /// A new SIP client connected to the daemon.
     pub fn connect(&self) -> SipClient {
         SipClient::connect(self.addr)
@@ -562,6 +574,11 @@ impl SipClient {
             buf: Vec::new(),
             local,
         }
+    }
+
+    /// The connection itself (what was read and not yet returned is dropped).
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
     }
 
     /// Writes bytes as they are.

@@ -3,6 +3,7 @@
 //! harness of the end-to-end tests, and the line-protocol core of the runtimes' driver tests.
 pub mod daemon;
 pub mod line_core;
+pub mod pg;
 pub mod sim;
 pub mod traces;
 

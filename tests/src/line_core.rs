@@ -14,8 +14,8 @@ use presence_proto::{Action, ConnId, Query, QueryError, QueryId, QueryResult, Ta
 /// Lines in, `echo:LINE` out; `close` closes; `connect PORT` opens an outbound connection and
 /// says `hello` on it; `timer` answers `tick` 20 ms later. Output of one drain is one `Send` per
 /// connection. `query USER…` asks the database for accounts and `list` for a list, answering
-/// `accounts:LOGIN@DOMAIN…`, `members:N` or `error:MESSAGE` when the result comes back. Events are
-/// reported to the test.
+/// `accounts:LOGIN@DOMAIN…`, `members:N` or `error:MESSAGE` when the result comes back;
+/// `flood N` answers N bytes of `x` and a newline. Events are reported to the test.
 pub struct LineCore {
     queries: HashMap<QueryId, ConnId>,
     next: u64,
@@ -123,6 +123,11 @@ impl Core for LineCore {
                         to: "sip:l@x".into(),
                     },
                 });
+            } else if let Some(n) = line.strip_prefix("flood ") {
+                let n = n.parse().unwrap_or(0);
+                let mut text = "x".repeat(n);
+                text.push('\n');
+                self.out(conn, &text);
             } else if line == "timer" {
                 self.timers.push((now + Duration::from_millis(20), conn));
             } else {

@@ -410,6 +410,7 @@ impl Server {
             };
             self.start_query(now, id, query, purpose);
         }
+        self.close_overflowing(now);
     }
 
     /// Handles a parked request again, its lookups done.

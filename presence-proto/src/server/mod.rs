@@ -24,12 +24,15 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::query::{Query, QueryId};
 use crate::rng::Rng;
-use crate::sip::{Framer, HeaderName, Message, Method, Via};
+use crate::sip::{FrameError, Framer, HeaderName, Message, Method, Via};
 
 use output::Output;
 use presentity::Presentities;
 use publication::Publications;
-use response::{can_answer, request_info, warning, write_response};
+use response::{
+    answerable, bad_request_reason, cseq_matches, is_ack, request_info, warning, write_response,
+    write_response_to,
+};
 use subscription::Subscriptions;
 use timers::{Timer, Timers};
 
@@ -96,6 +99,9 @@ pub struct Stats {
     pub partial_message_timeouts: u64,
     /// Connections closed for being idle (`idle-connection-timeout`).
     pub idle_connection_timeouts: u64,
+    /// Connections closed because what was written to them between two drains passed
+    /// `max-pending-output`.
+    pub output_overflows: u64,
 }
 
 /// A subscription (dialog) handle.
@@ -159,6 +165,7 @@ impl Server {
             retention: config.last_activity_retention,
         };
         let _ = now;
+        let config_max_pending_output = config.max_pending_output;
         let mut rng = Rng::new(seed);
         let instance = rng.token(8);
         let subscriptions = Subscriptions::new(&config, instance);
@@ -174,7 +181,7 @@ impl Server {
             subscriptions,
             accounts: accounts::Accounts::default(),
             timers: Timers::default(),
-            output: Output::default(),
+            output: Output::new(config_max_pending_output),
             stats: Stats::default(),
         }
     }
@@ -219,6 +226,7 @@ impl Server {
                 Ok(Some(raw)) => {
                     framed = true;
                     self.handle_message(now, conn, remote, raw);
+                    self.close_overflowing(now);
                 }
                 Ok(None) => {
                     // Bytes left over are an incomplete message: it has a deadline.
@@ -234,6 +242,21 @@ impl Server {
                 Err(e) => {
                     warn!(?conn, ?remote, error = ?e, "closing connection: cannot frame its stream");
                     self.stats.protocol_errors += 1;
+                    // The message cannot be delimited, but its head may still be answered
+                    // before the stream is given up (RFC 4475 §3.1.2.3, §3.3.9).
+                    if let Some(head) = c.framer.take_failed_head() {
+                        let (code, reason, problem) = match e {
+                            FrameError::TooLarge => {
+                                (413, "Request Entity Too Large", "message too large")
+                            }
+                            FrameError::BadContentLength => (
+                                400,
+                                "Bad Request (bad Content-Length)",
+                                "missing, malformed or conflicting Content-Length",
+                            ),
+                        };
+                        self.answer_unparsable(conn, remote, &head, code, reason, problem);
+                    }
                     self.close(now, conn);
                     return;
                 }
@@ -260,9 +283,36 @@ impl Server {
                 Timer::PartialMessage(conn) => self.partial_message_timer(now, conn),
                 Timer::IdleConnection(conn) => self.idle_timer(now, conn),
             }
+            self.close_overflowing(now);
         }
         while let Some((sub, cseq)) = self.timers.pop_notify_due(now) {
             self.notify_timeout(now, sub, cseq);
+        }
+        self.close_overflowing(now);
+    }
+
+    /// Bytes written to connections and not yet handed out by [`Server::poll_action`]: a
+    /// runtime that handles inputs in batches drains early when this grows large.
+    pub fn pending_output(&mut self) -> usize {
+        self.output.unflushed()
+    }
+
+    /// Closes the connections whose output since the last drain passed `max-pending-output`
+    /// (one request can ask for a lot: a refresh of a large list is its full state), dropping
+    /// that output; what depended on them ends as if they had failed.
+    pub(crate) fn close_overflowing(&mut self, now: Instant) {
+        for conn in self.output.take_over() {
+            if !self.forget_conn(conn) {
+                continue;
+            }
+            warn!(
+                ?conn,
+                limit = self.config.max_pending_output,
+                "closing a connection: its output since the last write passed max-pending-output"
+            );
+            self.stats.output_overflows += 1;
+            self.output.abort(conn);
+            self.subscriptions_lost_connection(now, conn);
         }
     }
 
@@ -402,17 +452,19 @@ impl Server {
         remote: Option<SocketAddr>,
         raw: Bytes,
     ) {
-        let msg = match Message::parse(raw, self.config.max_headers) {
+        let msg = match Message::parse(raw.clone(), self.config.max_headers) {
             Ok(m) => m,
             Err(e) => {
-                warn!(
-                    ?conn,
-                    ?remote,
-                    reason = e.reason,
-                    "closing connection: unparsable message"
-                );
+                // The framing is intact: the connection is kept, the message answered if it can
+                // be (RFC 3261 §8.2, §21.4.1, §21.5.6) and dropped otherwise.
+                debug!(?conn, ?remote, reason = e.reason, "unparsable message");
                 self.stats.protocol_errors += 1;
-                self.close(now, conn);
+                let (code, reason) = if e.is_unsupported_version() {
+                    (505, "Version Not Supported".to_owned())
+                } else {
+                    (400, bad_request_reason(e.reason))
+                };
+                self.answer_unparsable(conn, remote, &raw, code, &reason, e.reason);
                 return;
             }
         };
@@ -432,26 +484,51 @@ impl Server {
         msg: &Message,
     ) {
         let remote = remote.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        if !can_answer(msg) {
-            warn!(?conn, %remote, "closing connection: request without Via/From/To/Call-ID/CSeq");
+        if msg.method() == Some(&Method::Ack) {
+            // Never answered (RFC 3261 §17.2.1); no transaction of ours expects one.
+            return;
+        }
+        if !answerable(&msg.headers) {
+            warn!(?conn, %remote, "dropping a request without Via or CSeq: no response can be built");
             self.stats.protocol_errors += 1;
-            self.close(now, conn);
             return;
         }
         let info = match request_info(msg) {
             Ok(info) => info,
-            Err(reason) => {
-                debug!(?conn, %remote, reason, "bad request");
+            Err(problem) => {
+                debug!(?conn, %remote, problem, "bad request");
                 self.stats.protocol_errors += 1;
-                let w = warning(reason);
-                self.respond(conn, remote, msg, 400, "Bad Request", &[("Warning", &w)]);
+                let w = warning(problem);
+                let reason = bad_request_reason(problem);
+                self.respond(conn, remote, msg, 400, &reason, &[("Warning", &w)]);
                 return;
             }
         };
+        if let Some(Method::Other(_)) = msg.method() {
+            // A method we do not know (RFC 3261 §21.5.2; RFC 4475 §3.1.1.2, §3.1.2.18).
+            self.respond(
+                conn,
+                remote,
+                msg,
+                501,
+                "Not Implemented",
+                &[("Allow", b"PUBLISH, SUBSCRIBE")],
+            );
+            return;
+        }
+        if !cseq_matches(msg, &info) {
+            let problem = "CSeq method does not match the request";
+            self.stats.protocol_errors += 1;
+            let w = warning(problem);
+            let reason = bad_request_reason(problem);
+            self.respond(conn, remote, msg, 400, &reason, &[("Warning", &w)]);
+            return;
+        }
         match msg.method() {
             Some(Method::Publish) => self.handle_publish(now, conn, remote, msg, &info),
             Some(Method::Subscribe) => self.handle_subscribe(now, conn, remote, msg, &info),
-            Some(Method::Ack) => {}
+            // Methods we know but do not serve (RFC 3261 §8.2.1; for OPTIONS the answer an
+            // INVITE would get, §11.2).
             _ => self.respond(
                 conn,
                 remote,
@@ -461,6 +538,67 @@ impl Server {
                 &[("Allow", b"PUBLISH, SUBSCRIBE")],
             ),
         }
+    }
+
+    /// Answers a message that cannot be parsed, from what [`Message::salvage`] recovers of it:
+    /// a request with a Via and a CSeq gets `code` (a Warning says `problem`); responses, ACKs
+    /// and requests without them are dropped. Leaves the connection as it is.
+    fn answer_unparsable(
+        &mut self,
+        conn: ConnId,
+        remote: Option<SocketAddr>,
+        raw: &Bytes,
+        code: u16,
+        reason: &str,
+        problem: &str,
+    ) {
+        let Some(salvaged) = Message::salvage(raw, self.config.max_headers) else {
+            warn!(?conn, ?remote, problem, "dropping a malformed message");
+            return;
+        };
+        if salvaged.is_response {
+            debug!(?conn, ?remote, problem, "dropping a malformed response");
+            return;
+        }
+        if is_ack(salvaged.method.as_ref(), &salvaged.headers) {
+            debug!(?conn, ?remote, problem, "dropping a malformed ACK");
+            return;
+        }
+        if !answerable(&salvaged.headers) {
+            warn!(
+                ?conn,
+                ?remote,
+                problem,
+                "dropping a malformed request without Via or CSeq: no response can be built"
+            );
+            return;
+        }
+        if !self.is_open(conn) {
+            return;
+        }
+        debug!(
+            ?conn,
+            ?remote,
+            code,
+            problem,
+            "answering a malformed request"
+        );
+        self.stats.requests_received += 1;
+        self.stats.responses_sent += 1;
+        let remote = remote.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let tag = self.rng.token(10);
+        let w = warning(problem);
+        let out = self.output.buffer(conn);
+        write_response_to(
+            out,
+            &salvaged.headers,
+            remote,
+            code,
+            reason,
+            Some(&tag),
+            &[("Warning", &w)],
+            &self.config.user_agent,
+        );
     }
 
     fn handle_response(&mut self, now: Instant, msg: &Message) {

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use crate::sip::{CSeq, HeaderName, Message, NameAddr, Via};
+use crate::sip::{CSeq, Header, HeaderName, Message, Method, NameAddr, Uri, Via};
 
 /// The dialog-forming headers of a request, decoded once.
 #[derive(Debug)]
@@ -13,44 +13,96 @@ pub(crate) struct RequestInfo {
     pub(crate) to: NameAddr,
 }
 
-/// Whether a response can be built at all: every header a response copies is present.
-pub(crate) fn can_answer(msg: &Message) -> bool {
-    [
-        HeaderName::Via,
-        HeaderName::From,
-        HeaderName::To,
-        HeaderName::CallId,
-        HeaderName::CSeq,
-    ]
-    .iter()
-    .all(|h| msg.header(h).is_some())
+/// Whether a response can be built at all from these request headers: a Via (the response
+/// follows the Vias back, RFC 3261 §8.2.6.2) and a CSeq (the UAC matches its transaction on the
+/// top Via's branch and the CSeq method, §17.1.3). From, To and Call-ID are copied when present;
+/// a request without them still gets its 400 (RFC 4475 §3.3.1).
+pub(crate) fn answerable(headers: &[Header]) -> bool {
+    let has = |name: HeaderName| {
+        headers
+            .iter()
+            .any(|h| h.name == name && !h.value.is_empty())
+    };
+    has(HeaderName::Via) && has(HeaderName::CSeq)
 }
 
-/// Decodes Call-ID, CSeq, From and To; the error is the reason for a 400.
+/// An ACK, by its method or its CSeq method: never answered (RFC 3261 §17.1.1.3, §17.2.1).
+pub(crate) fn is_ack(method: Option<&Method>, headers: &[Header]) -> bool {
+    method == Some(&Method::Ack)
+        || headers.iter().any(|h| {
+            h.name == HeaderName::CSeq
+                && h.value
+                    .split(|&b| b == b' ' || b == b'\t')
+                    .rfind(|w| !w.is_empty())
+                    == Some(b"ACK".as_slice())
+        })
+}
+
+/// The one value of a header that must appear exactly once (RFC 3261 §7.3.1: Call-ID, CSeq,
+/// From and To are not lists); the error names the problem, for a 400.
+fn single<'a>(
+    msg: &'a Message,
+    name: &HeaderName,
+    missing: &'static str,
+    several: &'static str,
+) -> Result<&'a [u8], &'static str> {
+    let mut values = msg
+        .headers
+        .iter()
+        .filter(|h| &h.name == name)
+        .map(|h| &h.value[..]);
+    let first = values.next().ok_or(missing)?;
+    if values.next().is_some() {
+        return Err(several);
+    }
+    Ok(first)
+}
+
+/// Checks and decodes what every request must carry well formed (RFC 3261 §8.1.1, §8.2: a
+/// malformed request gets a 400 whose reason says what is wrong, §21.4.1): one Call-ID, CSeq,
+/// From and To, parsable Vias, and a Request-URI without URI headers (not allowed there,
+/// §19.1.1; RFC 4475 §3.1.2.11). The CSeq method is compared with the request's by
+/// [`cseq_matches`], after a 501 for an unknown method (RFC 4475 §3.1.2.18).
 pub(crate) fn request_info(msg: &Message) -> Result<RequestInfo, &'static str> {
-    let call_id = msg
-        .header(&HeaderName::CallId)
-        .and_then(|v| std::str::from_utf8(v).ok())
+    let call_id = single(
+        msg,
+        &HeaderName::CallId,
+        "Missing Call-ID",
+        "Several Call-ID headers",
+    )?;
+    let call_id = std::str::from_utf8(call_id)
+        .ok()
         .filter(|v| !v.is_empty() && !v.bytes().any(|c| c.is_ascii_whitespace()))
         .ok_or("Bad Call-ID")?
         .to_owned();
-    let cseq = msg
-        .header(&HeaderName::CSeq)
-        .and_then(|v| CSeq::parse(v))
-        .ok_or("Bad CSeq")?;
-    if msg.method() != Some(&cseq.method) {
-        return Err("CSeq method does not match the request");
-    }
-    let from = msg
-        .header(&HeaderName::From)
-        .and_then(|v| NameAddr::parse(v))
-        .ok_or("Bad From")?;
-    let to = msg
-        .header(&HeaderName::To)
-        .and_then(|v| NameAddr::parse(v))
-        .ok_or("Bad To")?;
-    if msg.headers_named(&HeaderName::Via).next().is_none() {
+    let cseq = single(
+        msg,
+        &HeaderName::CSeq,
+        "Missing CSeq",
+        "Several CSeq headers",
+    )?;
+    let cseq = CSeq::parse(cseq).ok_or("Bad CSeq")?;
+    let from = single(
+        msg,
+        &HeaderName::From,
+        "Missing From",
+        "Several From headers",
+    )?;
+    let from = NameAddr::parse(from).ok_or("Bad From")?;
+    let to = single(msg, &HeaderName::To, "Missing To", "Several To headers")?;
+    let to = NameAddr::parse(to).ok_or("Bad To")?;
+    let mut vias = msg.headers_named(&HeaderName::Via).peekable();
+    if vias.peek().is_none() {
         return Err("Missing Via");
+    }
+    if !vias.all(|v| Via::parse_list(v).is_some()) {
+        return Err("Bad Via");
+    }
+    if msg
+        .request_uri()
+        .is_some_and(|uri: Uri| !uri.headers.is_empty())
+    {
+        return Err("Request-URI with headers");
     }
     Ok(RequestInfo {
         call_id,
@@ -58,6 +110,17 @@ pub(crate) fn request_info(msg: &Message) -> Result<RequestInfo, &'static str> {
         from,
         to,
     })
+}
+
+/// The CSeq method equals the request method (RFC 3261 §8.1.1.5; RFC 4475 §3.1.2.17).
+pub(crate) fn cseq_matches(msg: &Message, info: &RequestInfo) -> bool {
+    msg.method() == Some(&info.cseq.method)
+}
+
+/// The reason phrase of a 400 for a malformed request: it names the problem (RFC 3261
+/// §21.4.1), like the Warning that goes with it.
+pub(crate) fn bad_request_reason(problem: &str) -> String {
+    format!("Bad Request ({problem})")
 }
 
 /// Writes a response to `msg` into `out`: status line; the Vias (the top one completed with
@@ -75,13 +138,39 @@ pub(crate) fn write_response(
     extra: &[(&str, &[u8])],
     server: &str,
 ) {
+    write_response_to(
+        out,
+        &msg.headers,
+        remote,
+        code,
+        reason,
+        to_tag,
+        extra,
+        server,
+    );
+}
+
+/// [`write_response`] from the request's header lines alone, as for a request that does not
+/// parse ([`crate::sip::Message::salvage`]): the headers a response copies are copied as they
+/// are, those that are missing are left out.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_response_to(
+    out: &mut Vec<u8>,
+    headers: &[Header],
+    remote: SocketAddr,
+    code: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+    extra: &[(&str, &[u8])],
+    server: &str,
+) {
     out.extend_from_slice(b"SIP/2.0 ");
     out.extend_from_slice(itoa::Buffer::new().format(code).as_bytes());
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     let mut first = true;
-    for h in &msg.headers {
+    for h in headers {
         match h.name {
             HeaderName::Via if first => {
                 first = false;
@@ -184,4 +273,103 @@ pub(crate) fn bad_request(text: &str) -> Refusal {
 pub(crate) fn unavailable(text: &str) -> Refusal {
     let retry = vec![("Retry-After", b"60".to_vec()), ("Warning", warning(text))];
     (503, "Service Unavailable", retry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn msg(raw: &str) -> Message {
+        Message::parse(Bytes::copy_from_slice(raw.as_bytes()), 64).unwrap()
+    }
+
+    const OK: &str = "SUBSCRIBE sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nFrom: <sip:c@d>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 SUBSCRIBE\r\n\r\n";
+
+    #[test]
+    fn request_info_names_the_problem() {
+        assert!(request_info(&msg(OK)).is_ok());
+        let cases = [
+            ("Call-ID: x\r\n", "", "Missing Call-ID"),
+            ("Call-ID: x\r\n", "Call-ID: x y\r\n", "Bad Call-ID"),
+            (
+                "Call-ID: x\r\n",
+                "i: x\r\nCall-ID: y\r\n",
+                "Several Call-ID headers",
+            ),
+            (
+                "CSeq: 1 SUBSCRIBE",
+                "CSeq: 4294967296 SUBSCRIBE",
+                "Bad CSeq",
+            ),
+            ("CSeq: 1 SUBSCRIBE\r\n", "", "Missing CSeq"),
+            (
+                "From: <",
+                "From: <sip:e@f>\r\nFrom: <",
+                "Several From headers",
+            ),
+            ("From: <sip:c@d>", "From: <http://c>", "Bad From"),
+            ("To: <sip:a@b>\r\n", "", "Missing To"),
+            (
+                "To: <sip:a@b>",
+                "t: <sip:a@b>\r\nTo: <sip:a@b>",
+                "Several To headers",
+            ),
+            ("Via: SIP/2.0/TCP h", "Via: SIP/7.0/TCP h", "Bad Via"),
+            ("Via: SIP/2.0/TCP h;branch=z9hG4bK1\r\n", "", "Missing Via"),
+            (
+                "sip:a@b SIP",
+                "sip:a@b?Route=x SIP",
+                "Request-URI with headers",
+            ),
+        ];
+        for (from, to, problem) in cases {
+            assert!(OK.contains(from), "{from}");
+            let m = msg(&OK.replacen(from, to, 1));
+            assert_eq!(request_info(&m).unwrap_err(), problem, "{to}");
+        }
+        let m = msg(&OK.replace("CSeq: 1 SUBSCRIBE", "CSeq: 1 PUBLISH"));
+        let info = request_info(&m).unwrap();
+        assert!(!cseq_matches(&m, &info));
+    }
+
+    #[test]
+    fn answerable_and_ack() {
+        assert!(answerable(&msg(OK).headers));
+        assert!(!answerable(&msg(&OK.replace("Via:", "X-Via:")).headers));
+        assert!(!answerable(&msg(&OK.replace("CSeq:", "X-CSeq:")).headers));
+        assert!(!answerable(
+            &msg(&OK.replace("CSeq: 1 SUBSCRIBE", "CSeq:")).headers
+        ));
+        let m = msg(OK);
+        assert!(!is_ack(m.method(), &m.headers));
+        let m = msg(&OK.replace("CSeq: 1 SUBSCRIBE", "CSeq: 1 ACK"));
+        assert!(is_ack(None, &m.headers));
+        assert!(is_ack(Some(&Method::Ack), &[]));
+    }
+
+    #[test]
+    fn a_response_from_partial_headers() {
+        let m = msg(
+            "INVITE sip:a@b SIP/2.0\r\nCSeq: 7 INVITE\r\nVia: SIP/2.0/UDP 192.0.2.95;branch=z9hG4bKx\r\nVia: SIP/2.0/TCP p;;\r\n\r\n",
+        );
+        let mut out = Vec::new();
+        let remote = SocketAddr::from(([127, 0, 0, 1], 5060));
+        write_response_to(
+            &mut out,
+            &m.headers,
+            remote,
+            400,
+            "Bad Request (Missing Call-ID)",
+            Some("t"),
+            &[],
+            "us",
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "SIP/2.0 400 Bad Request (Missing Call-ID)\r\nCSeq: 7 INVITE\r\n\
+Via: SIP/2.0/UDP 192.0.2.95;branch=z9hG4bKx;received=127.0.0.1\r\nVia: SIP/2.0/TCP p;;\r\n\
+Server: us\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
 }

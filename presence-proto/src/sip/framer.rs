@@ -3,14 +3,15 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::text::{is_token, is_ws, parse_digits_u64, trim};
+use super::text::{is_token, is_ws, parse_digits_u64};
 
 /// Why a stream can no longer be framed. The connection should be closed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameError {
     /// The head (start line + headers) or head + body exceeds the configured maximum.
     TooLarge,
-    /// A stream message without a parsable `Content-Length` (mandatory on streams).
+    /// A stream message without a parsable `Content-Length` (mandatory on streams), or with
+    /// several different ones.
     BadContentLength,
 }
 
@@ -23,6 +24,9 @@ pub struct Framer {
     state: State,
     /// Set by the first error; every later call returns it.
     failed: Option<FrameError>,
+    /// The head of the message whose framing failed, when it was complete (see
+    /// [`Framer::take_failed_head`]).
+    failed_head: Option<Bytes>,
 }
 
 /// Scanning state of the message at the start of the buffer, so that a head arriving in many
@@ -31,11 +35,18 @@ pub struct Framer {
 enum State {
     /// Nothing scanned yet (keep-alives may still be skipped).
     Idle,
-    /// Head lines scanned up to `scan` (start of the next unscanned line); `content_length` seen
-    /// so far.
+    /// Head lines scanned up to `scan` (start of the next unscanned line).
     Head {
         scan: usize,
+        /// The Content-Length seen so far.
         content_length: Option<usize>,
+        /// Offset of the value of the last Content-Length line, while continuation lines may
+        /// still extend it (LWS folding, RFC 3261 §7.3.1).
+        cl_value: Option<usize>,
+        /// The first Content-Length error. It is reported once the head is complete, so that
+        /// the head can be handed over (the request can still be answered) and so that the
+        /// outcome does not depend on how the stream was cut.
+        error: Option<FrameError>,
     },
     /// Head complete; waiting for the body.
     Body { total: usize },
@@ -48,6 +59,7 @@ impl Framer {
             max_message_size,
             state: State::Idle,
             failed: None,
+            failed_head: None,
         }
     }
     /// Appends received bytes.
@@ -56,19 +68,31 @@ impl Framer {
     }
     /// Returns the next whole message (head + exactly Content-Length body bytes), `Ok(None)` when
     /// more bytes are needed. Leading CRLFs (keep-alives, RFC 5626 §3.5.1) are skipped. Looks for
-    /// `Content-Length` (or compact `l`) case-insensitively in the head without a full parse.
+    /// `Content-Length` (or compact `l`) case-insensitively in the head without a full parse;
+    /// its value may be folded over several lines.
     /// An error is final: the stream is out of sync.
     pub fn next_message(&mut self) -> Result<Option<Bytes>, FrameError> {
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
+        if let Some(e) = self.failed {
+            return Err(e);
         }
         match self.advance() {
             Ok(m) => Ok(m),
             Err(e) => {
-                self.failed = Some(e.clone());
+                self.failed = Some(e);
                 Err(e)
             }
         }
+    }
+
+    /// After [`Framer::next_message`] failed on a complete head (a missing, malformed, negative
+    /// or conflicting `Content-Length`, or a declared body over the limit), that head: the start
+    /// line and header lines with the blank line, without the body. Given once. `None` when the
+    /// failure came before the end of the head (a head over the limit).
+    ///
+    /// The message cannot be delimited, so the stream is lost, but the request can still be
+    /// answered (RFC 4475 §3.1.2.3) before the connection is closed.
+    pub fn take_failed_head(&mut self) -> Option<Bytes> {
+        self.failed_head.take()
     }
 
     fn advance(&mut self) -> Result<Option<Bytes>, FrameError> {
@@ -87,11 +111,15 @@ impl Framer {
             self.state = State::Head {
                 scan: 0,
                 content_length: None,
+                cl_value: None,
+                error: None,
             };
         }
         if let State::Head {
             mut scan,
             mut content_length,
+            mut cl_value,
+            mut error,
         } = self.state
         {
             // Only lines ending within the first `max` bytes can end an acceptable head.
@@ -102,6 +130,8 @@ impl Framer {
                     self.state = State::Head {
                         scan,
                         content_length,
+                        cl_value,
+                        error,
                     };
                     if self.buf.len() >= max {
                         return Err(FrameError::TooLarge);
@@ -113,26 +143,48 @@ impl Framer {
                     line = rest;
                 }
                 let next = scan + nl + 1;
+                // The start line (scan == 0) is neither a header nor a continuation.
+                let continuation = scan != 0 && line.first().is_some_and(|&b| is_ws(b));
+                if !continuation && let Some(start) = cl_value.take() {
+                    // The previous Content-Length value ends here (with its folded lines).
+                    let value = self.buf.get(start..scan).unwrap_or_default();
+                    let seen = parse_length(value, max).and_then(|n| match content_length {
+                        Some(prev) if prev != n => Err(FrameError::BadContentLength),
+                        _ => Ok(n),
+                    });
+                    match seen {
+                        Ok(n) => content_length = Some(n),
+                        Err(e) => {
+                            error.get_or_insert(e);
+                        }
+                    }
+                }
                 if line.is_empty() {
                     break next;
                 }
-                // The start line (scan == 0) cannot be a Content-Length header.
                 if scan != 0
-                    && let Some(value) = content_length_value(line)
+                    && !continuation
+                    && let Some(offset) = content_length_value(line)
                 {
-                    let n = parse_length(value, max)?;
-                    match content_length {
-                        Some(prev) if prev != n => return Err(FrameError::BadContentLength),
-                        _ => content_length = Some(n),
-                    }
+                    cl_value = Some(scan + offset);
                 }
                 scan = next;
             };
-            let body_len = content_length.ok_or(FrameError::BadContentLength)?;
-            let total = head_len.checked_add(body_len).ok_or(FrameError::TooLarge)?;
-            if total > max {
-                return Err(FrameError::TooLarge);
-            }
+            let total = match (error, content_length) {
+                (Some(e), _) => Err(e),
+                (None, None) => Err(FrameError::BadContentLength),
+                (None, Some(body_len)) => match head_len.checked_add(body_len) {
+                    Some(total) if total <= max => Ok(total),
+                    _ => Err(FrameError::TooLarge),
+                },
+            };
+            let total = match total {
+                Ok(total) => total,
+                Err(e) => {
+                    self.failed_head = Some(self.buf.split_to(head_len).freeze());
+                    return Err(e);
+                }
+            };
             self.state = State::Body { total };
         }
         if let State::Body { total } = self.state
@@ -160,8 +212,8 @@ impl Framer {
     }
 }
 
-/// If `line` is a `Content-Length` (or `l`) header line, its value.
-fn content_length_value(line: &[u8]) -> Option<&[u8]> {
+/// If `line` is a `Content-Length` (or `l`) header line, the offset of its value in `line`.
+fn content_length_value(line: &[u8]) -> Option<usize> {
     // Cheap rejection: the name starts with `l`/`L` or `c`/`C`.
     let first = line.first()?.to_ascii_lowercase();
     if first != b'l' && first != b'c' {
@@ -177,12 +229,17 @@ fn content_length_value(line: &[u8]) -> Option<&[u8]> {
     if rest.get(colon) != Some(&b':') {
         return None;
     }
-    rest.get(colon + 1..)
+    Some(name_end + colon + 1)
 }
 
-/// Parses a Content-Length value; values above `max` are `TooLarge`.
+/// Parses a Content-Length value, possibly folded (surrounding SP, HTAB, CR and LF are LWS);
+/// values above `max` are `TooLarge`.
 fn parse_length(value: &[u8], max: usize) -> Result<usize, FrameError> {
-    let n = parse_digits_u64(trim(value)).ok_or(FrameError::BadContentLength)?;
+    let lws = |b: &u8| matches!(*b, b' ' | b'\t' | b'\r' | b'\n');
+    let start = value.iter().position(|b| !lws(b)).unwrap_or(value.len());
+    let end = value.iter().rposition(|b| !lws(b)).map_or(start, |p| p + 1);
+    let digits = value.get(start..end).unwrap_or_default();
+    let n = parse_digits_u64(digits).ok_or(FrameError::BadContentLength)?;
     match usize::try_from(n) {
         Ok(n) if n <= max => Ok(n),
         _ => Err(FrameError::TooLarge),
@@ -389,6 +446,85 @@ mod tests {
         assert_eq!(f.next_message(), Ok(None));
         f.push(b"x");
         assert_eq!(f.next_message().unwrap().unwrap().len(), 100);
+    }
+
+    #[test]
+    fn folded_content_length() {
+        for head in [
+            &b"Content-Length:\r\n 3"[..],
+            b"Content-Length:\r\n\t3\r\n ",
+            b"l :\r\n  \r\n 3",
+            b"Content-Length: 3\r\n\t",
+        ] {
+            let msg = [b"MESSAGE sip:a@b SIP/2.0\r\n", head, b"\r\nX: y\r\n\r\nabc"].concat();
+            let stream = [msg.as_slice(), M2].concat();
+            for split in 0..=stream.len() {
+                let mut f = Framer::new(4096);
+                f.push(&stream[..split]);
+                let mut got = drain(&mut f).unwrap();
+                f.push(&stream[split..]);
+                got.extend(drain(&mut f).unwrap());
+                assert_eq!(
+                    got,
+                    vec![Bytes::from(msg.clone()), Bytes::from_static(M2)],
+                    "{} split {split}",
+                    String::from_utf8_lossy(head)
+                );
+            }
+        }
+        // A continuation line elsewhere does not extend the Content-Length.
+        let mut f = Framer::new(4096);
+        f.push(b"MESSAGE sip:a@b SIP/2.0\r\nl: 1\r\nX: y\r\n 2\r\n\r\nab");
+        assert_eq!(f.next_message().unwrap().unwrap().len(), 44);
+        assert_eq!(f.buffered(), 1);
+    }
+
+    #[test]
+    fn a_failed_head_is_handed_over_once() {
+        let cases: &[(&[u8], FrameError)] = &[
+            (b"INVITE sip:a@b SIP/2.0\r\nVia: x\r\nContent-Length: -999\r\n\r\nbody", FrameError::BadContentLength),
+            (b"INVITE sip:a@b SIP/2.0\r\nContent-Length: 13\r\nVia: x\r\nContent-Length: 5\r\n\r\nbody", FrameError::BadContentLength),
+            (b"INVITE sip:a@b SIP/2.0\r\nl: five\r\nVia: x\r\n\r\n", FrameError::BadContentLength),
+            (b"INVITE sip:a@b SIP/2.0\r\nVia: x\r\n\r\nv=0\r\n", FrameError::BadContentLength),
+            (b"INVITE sip:a@b SIP/2.0\r\nVia: x\r\nl: 4000\r\n\r\n", FrameError::TooLarge),
+            (b"INVITE sip:a@b SIP/2.0\r\nl: 99999999999999999999999\r\nl: x\r\nVia: x\r\n\r\n", FrameError::TooLarge),
+        ];
+        for (stream, error) in cases {
+            let head_len = memchr::memmem::find(stream, b"\r\n\r\n").unwrap() + 4;
+            // Whole, and byte by byte: the error comes at the end of the head either way.
+            for chunk in [stream.len(), 1] {
+                let mut f = Framer::new(1024);
+                let mut result = Ok(None);
+                for (i, piece) in stream.chunks(chunk).enumerate() {
+                    f.push(piece);
+                    result = f.next_message();
+                    if (i + 1) * chunk < head_len {
+                        assert_eq!(result, Ok(None), "{}", String::from_utf8_lossy(stream));
+                    } else {
+                        break;
+                    }
+                }
+                assert_eq!(result, Err(*error), "{}", String::from_utf8_lossy(stream));
+                assert_eq!(
+                    f.take_failed_head().as_deref(),
+                    Some(&stream[..head_len]),
+                    "{}",
+                    String::from_utf8_lossy(stream)
+                );
+                assert_eq!(f.take_failed_head(), None);
+                assert_eq!(f.next_message(), Err(*error));
+            }
+        }
+        // A head that does not end within the limit has nothing to hand over.
+        let mut f = Framer::new(64);
+        f.push(&[b'A'; 64]);
+        assert_eq!(f.next_message(), Err(FrameError::TooLarge));
+        assert_eq!(f.take_failed_head(), None);
+        // Nor has a good stream.
+        let mut f = Framer::new(4096);
+        f.push(M1);
+        assert!(f.next_message().unwrap().is_some());
+        assert_eq!(f.take_failed_head(), None);
     }
 
     #[test]

@@ -302,11 +302,123 @@ impl Message {
     }
 }
 
+/// What [`Message::salvage`] recovers from a message that [`Message::parse`] rejects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Salvaged {
+    /// The start line is a status line (`SIP/...`): a response, which is never answered.
+    pub is_response: bool,
+    /// The method of a request line, when it starts with a token followed by a space.
+    pub method: Option<Method>,
+    /// The well-formed header lines, unfolded and with canonical names as [`Message::parse`]
+    /// gives them; malformed lines (and their continuation lines) are left out.
+    pub headers: Vec<Header>,
+}
+
+impl Salvaged {
+    /// First value of a header.
+    pub fn header(&self, name: &HeaderName) -> Option<&Bytes> {
+        self.headers
+            .iter()
+            .find(|h| &h.name == name)
+            .map(|h| &h.value)
+    }
+}
+
+impl Message {
+    /// Recovers what it can of a message that does not parse, so that a malformed request can
+    /// still get its 400 (RFC 3261 §8.2, §21.4.1; RFC 4475 §3.1.2): the kind of start line, the
+    /// method, and every header line that is well formed in itself. The start line is not
+    /// required to be valid. `None` when there is no start line, or more than `max_headers`
+    /// header lines (the request is not worth answering then).
+    pub fn salvage(raw: &Bytes, max_headers: usize) -> Option<Salvaged> {
+        let input: &[u8] = raw;
+        let mut pos = input.iter().position(|&b| b != b'\r' && b != b'\n')?;
+        let (line_end, next) = next_line(input, pos).unwrap_or((input.len(), input.len()));
+        let start = input.get(pos..line_end).unwrap_or_default();
+        let is_response = start
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"));
+        let method = if is_response {
+            None
+        } else {
+            memchr::memchr(b' ', start)
+                .and_then(|sp| start.get(..sp))
+                .and_then(Method::from_token)
+        };
+        pos = next;
+        let mut headers = Vec::new();
+        let mut lines = 0usize;
+        // The header being accumulated; `None` also while skipping a malformed line's
+        // continuations.
+        let mut current: Option<Pending> = None;
+        while let Some((line_end, next)) = next_line(input, pos) {
+            let line = input.get(pos..line_end).unwrap_or_default();
+            if line.is_empty() {
+                break;
+            }
+            if line.first().is_some_and(|&b| is_ws(b)) {
+                if let Some(p) = current.as_mut() {
+                    let (s, e) = trim_range(line);
+                    if s < e {
+                        p.fold(input, pos + s, pos + e);
+                    }
+                }
+            } else {
+                if let Some(p) = current.take() {
+                    headers.push(p.finish(raw));
+                }
+                lines += 1;
+                if lines > max_headers {
+                    return None;
+                }
+                current = header_start(line, pos);
+            }
+            pos = next;
+        }
+        if let Some(p) = current.take() {
+            headers.push(p.finish(raw));
+        }
+        Some(Salvaged {
+            is_response,
+            method,
+            headers,
+        })
+    }
+}
+
+/// The header starting on `line` (at offset `pos` of the input): `name *(SP / HTAB) ":" value`;
+/// `None` when the line is not a well-formed header line.
+fn header_start(line: &[u8], pos: usize) -> Option<Pending> {
+    let name_end = line
+        .iter()
+        .position(|&b| !is_token(b))
+        .unwrap_or(line.len());
+    let after_name = line.get(name_end..).unwrap_or_default();
+    let colon = name_end
+        + after_name
+            .iter()
+            .position(|&b| !is_ws(b))
+            .unwrap_or(after_name.len());
+    if name_end == 0 || line.get(colon) != Some(&b':') {
+        return None;
+    }
+    let value = line.get(colon + 1..).unwrap_or_default();
+    let (s, e) = trim_range(value);
+    let base = pos + colon + 1;
+    Some(Pending {
+        name: HeaderName::from_bytes(line.get(..name_end).unwrap_or_default()),
+        start: base + s,
+        end: base + e,
+        folded: None,
+    })
+}
+
 impl ParseError {
     const EMPTY: ParseError = ParseError::new("empty message");
     const NO_END_OF_HEAD: ParseError = ParseError::new("no blank line after the headers");
     const BAD_START_LINE: ParseError = ParseError::new("malformed start line");
     const BAD_VERSION: ParseError = ParseError::new("unsupported SIP version");
+    const BAD_URI: ParseError = ParseError::new("malformed Request-URI");
     const BAD_METHOD: ParseError = ParseError::new("malformed method");
     const BAD_STATUS: ParseError = ParseError::new("malformed status code");
     const BAD_FOLDING: ParseError = ParseError::new("continuation line without a header");
@@ -317,6 +429,13 @@ impl ParseError {
 
     const fn new(reason: &'static str) -> ParseError {
         ParseError { reason }
+    }
+
+    /// True when the start line is a well-formed request line of another SIP version than 2.0
+    /// (`SIP/7.0`): the request deserves a 505 Version Not Supported (RFC 3261 §21.5.6), not a
+    /// 400.
+    pub fn is_unsupported_version(&self) -> bool {
+        *self == ParseError::BAD_VERSION
     }
 }
 
@@ -378,6 +497,38 @@ fn is_sip_version(v: &[u8]) -> bool {
     v.eq_ignore_ascii_case(b"SIP/2.0")
 }
 
+/// `SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT`, any version.
+fn is_any_sip_version(v: &[u8]) -> bool {
+    let Some(numbers) = v
+        .get(..4)
+        .filter(|p| p.eq_ignore_ascii_case(b"SIP/"))
+        .and(v.get(4..))
+    else {
+        return false;
+    };
+    let mut parts = numbers.split(|&b| b == b'.');
+    let digits =
+        |p: Option<&[u8]>| p.is_some_and(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
+    digits(parts.next()) && digits(parts.next()) && parts.next().is_none()
+}
+
+/// A Request-URI (`SIP-URI / SIPS-URI / absoluteURI`) at the level the codec checks: a scheme
+/// (`ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`), a colon, and no byte that no URI may contain
+/// unescaped (controls, space, `<`, `>`, `"`). The rest is checked by whoever reads the URI.
+fn is_request_uri(uri: &[u8]) -> bool {
+    let Some(colon) = memchr::memchr(b':', uri) else {
+        return false;
+    };
+    let scheme = uri.get(..colon).unwrap_or_default();
+    scheme.first().is_some_and(u8::is_ascii_alphabetic)
+        && scheme
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        && !uri
+            .iter()
+            .any(|&b| b <= b' ' || b == 0x7f || matches!(b, b'<' | b'>' | b'"'))
+}
+
 /// Parses the start line `raw[start..end]`.
 fn parse_start_line(raw: &Bytes, start: usize, end: usize) -> Result<StartLine, ParseError> {
     let line = raw.get(start..end).ok_or(ParseError::BAD_START_LINE)?;
@@ -405,16 +556,24 @@ fn parse_start_line(raw: &Bytes, start: usize, end: usize) -> Result<StartLine, 
             reason: raw.slice(reason_start.min(end)..end),
         });
     }
-    // Request-Line = Method SP Request-URI SP SIP-Version
+    // Request-Line = Method SP Request-URI SP SIP-Version: exactly two single spaces (RFC 4475
+    // §3.1.2.9 and §3.1.2.10: extra or trailing SP, and LWS in the URI, make it malformed).
     let method = Method::from_token(first).ok_or(ParseError::BAD_METHOD)?;
     let sp2 = memchr::memrchr(b' ', rest).ok_or(ParseError::BAD_START_LINE)?;
     let uri = rest.get(..sp2).unwrap_or_default();
     let version = rest.get(sp2 + 1..).unwrap_or_default();
-    if !is_sip_version(version) {
-        return Err(ParseError::BAD_VERSION);
-    }
-    if uri.is_empty() || uri.iter().any(|&b| b <= b' ' || b == 0x7f) {
+    if uri.is_empty() || uri.iter().any(|&b| b == b' ' || b == b'\t') {
         return Err(ParseError::BAD_START_LINE);
+    }
+    if !is_sip_version(version) {
+        return Err(if is_any_sip_version(version) {
+            ParseError::BAD_VERSION
+        } else {
+            ParseError::BAD_START_LINE
+        });
+    }
+    if !is_request_uri(uri) {
+        return Err(ParseError::BAD_URI);
     }
     let uri_start = start + sp1 + 1;
     Ok(StartLine::Request {
@@ -632,6 +791,36 @@ Via: SIP/2.0/UDP h\r\nX-Empty:\r\n  late\r\nX-Blank: a\r\n \r\n\r\n",
                 b"OPTIONS sip:a@b SIP/3.0\r\n\r\n",
                 "unsupported SIP version",
             ),
+            (
+                b"OPTIONS sip:a@b sip/20.01\r\n\r\n",
+                "unsupported SIP version",
+            ),
+            // Not a version at all: malformed, not another version (RFC 4475 §3.1.2.10).
+            (b"OPTIONS sip:a@b SIP/2.0 \r\n\r\n", "malformed start line"),
+            (b"OPTIONS sip:a@b SIP/2.0  \r\n\r\n", "malformed start line"),
+            (b"OPTIONS sip:a@b SIP/2\r\n\r\n", "malformed start line"),
+            (b"OPTIONS sip:a@b SIP/2.0.1\r\n\r\n", "malformed start line"),
+            (b"OPTIONS sip:a@b HTTP/1.1\r\n\r\n", "malformed start line"),
+            (
+                b"OPTIONS sip:a@b;\tlr SIP/2.0\r\n\r\n",
+                "malformed start line",
+            ),
+            // RFC 4475 §3.1.2.7 and other Request-URIs without a scheme.
+            (
+                b"INVITE <sip:user@example.com> SIP/2.0\r\n\r\n",
+                "malformed Request-URI",
+            ),
+            (b"OPTIONS a@b SIP/2.0\r\n\r\n", "malformed Request-URI"),
+            (b"OPTIONS :a@b SIP/2.0\r\n\r\n", "malformed Request-URI"),
+            (b"OPTIONS 1sip:a@b SIP/2.0\r\n\r\n", "malformed Request-URI"),
+            (
+                b"OPTIONS sip:\"a\"@b SIP/2.0\r\n\r\n",
+                "malformed Request-URI",
+            ),
+            (
+                b"OPTIONS sip:a@b\x00 SIP/2.0\r\n\r\n",
+                "malformed Request-URI",
+            ),
             (b"OPTIONS  SIP/2.0\r\n\r\n", "malformed start line"),
             (b"OPTIONS sip:a@b  SIP/2.0\r\n\r\n", "malformed start line"),
             (b"OPTIONS\r\n\r\n", "malformed start line"),
@@ -669,6 +858,95 @@ Via: SIP/2.0/UDP h\r\nX-Empty:\r\n  late\r\nX-Blank: a\r\n \r\n\r\n",
                 "{}",
                 String::from_utf8_lossy(raw)
             );
+        }
+    }
+
+    #[test]
+    fn request_uris_of_any_scheme() {
+        for uri in [
+            "sip:a@b",
+            "SIPS:a@b",
+            "tel:+33612345678",
+            "nobodyKnowsThisScheme:totallyopaquecontent",
+            "soap.beep://192.0.2.103:3002",
+            "sip:user;par=u%40example.net@example.com",
+            "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com",
+        ] {
+            let m = parse(format!("OPTIONS {uri} SIP/2.0\r\n\r\n").as_bytes())
+                .unwrap_or_else(|e| panic!("{uri}: {e}"));
+            assert_eq!(
+                m.start,
+                StartLine::Request {
+                    method: Method::Options,
+                    uri: Bytes::copy_from_slice(uri.as_bytes())
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn unsupported_version_is_told_apart() {
+        let e = parse(b"OPTIONS sip:a@b SIP/7.0\r\n\r\n").unwrap_err();
+        assert!(e.is_unsupported_version());
+        let e = parse(b"OPTIONS sip:a@b SIP/2.0 \r\n\r\n").unwrap_err();
+        assert!(!e.is_unsupported_version());
+        let e = parse(b"SIP/7.0 200 OK\r\n\r\n").unwrap_err();
+        assert!(!e.is_unsupported_version(), "a response is never answered");
+    }
+
+    #[test]
+    fn salvage_recovers_the_well_formed_lines() {
+        let raw = Bytes::from_static(
+            b"\r\nSUBSCRIBE  <sip:a@b> SIP/2.0\r\nv: SIP/2.0/TCP h;branch=z9hG4bK1\r\n\
+Bad Line without colon\r\n  its continuation: x\r\ni: abc\r\nCSeq: 1\r\n SUBSCRIBE\r\n\
+: no name\r\nBad Name: x\r\nf: <sip:a@b>;tag=1\r\n\r\nbody: not a header\r\n",
+        );
+        assert!(Message::parse(raw.clone(), 64).is_err());
+        let s = Message::salvage(&raw, 64).unwrap();
+        assert!(!s.is_response);
+        assert_eq!(s.method, Some(Method::Subscribe));
+        let names: Vec<&str> = s.headers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["Via", "Call-ID", "CSeq", "From"]);
+        assert_eq!(s.header(&HeaderName::CSeq).unwrap(), &b"1 SUBSCRIBE"[..]);
+        assert_eq!(s.header(&HeaderName::CallId).unwrap(), &b"abc"[..]);
+        // Every line counts towards the limit, malformed ones too.
+        assert!(Message::salvage(&raw, 7).is_some());
+        assert!(Message::salvage(&raw, 6).is_none());
+
+        let s =
+            Message::salvage(&Bytes::from_static(b"sip/2.0 2000 OK\r\nVia: x\r\n\r\n"), 8).unwrap();
+        assert!(s.is_response);
+        assert_eq!(s.method, None);
+        assert_eq!(s.headers.len(), 1);
+        let s = Message::salvage(&Bytes::from_static(b"\x01garbage\r\nVia: x\r\n\r\n"), 8).unwrap();
+        assert_eq!((s.is_response, &s.method), (false, &None));
+        assert_eq!(s.header(&HeaderName::Via).unwrap(), &b"x"[..]);
+        let s = Message::salvage(&Bytes::from_static(b"ACK sip:a@b\r\n\r\n"), 8).unwrap();
+        assert_eq!(s.method, Some(Method::Ack));
+        assert!(Message::salvage(&Bytes::from_static(b"\r\n\r\n"), 8).is_none());
+        assert!(Message::salvage(&Bytes::new(), 8).is_none());
+    }
+
+    #[test]
+    fn salvage_never_panics() {
+        for end in 0..=SUBSCRIBE.len() {
+            let raw = Bytes::copy_from_slice(&SUBSCRIBE[..end]);
+            let _ = Message::salvage(&raw, 64);
+        }
+        for i in 0..SUBSCRIBE.len() {
+            for b in [0u8, b'\r', b'\n', b' ', b':', 0xff] {
+                let mut v = SUBSCRIBE.to_vec();
+                v[i] = b;
+                let raw = Bytes::from(v);
+                if let Ok(m) = Message::parse(raw.clone(), 64) {
+                    // What parses is salvaged whole.
+                    let s = Message::salvage(&raw, 64).unwrap();
+                    assert_eq!(s.headers, m.headers);
+                    assert_eq!(s.method.as_ref(), m.method());
+                } else {
+                    let _ = Message::salvage(&raw, 64);
+                }
+            }
         }
     }
 

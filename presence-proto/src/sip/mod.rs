@@ -16,5 +16,5 @@ pub use framer::{FrameError, Framer};
 pub use header::{
     CSeq, ContentType, Event, HeaderName, NameAddr, Params, SubscriptionState, Via, token_list,
 };
-pub use message::{Header, Message, Method, ParseError, StartLine};
+pub use message::{Header, Message, Method, ParseError, Salvaged, StartLine};
 pub use uri::Uri;
