@@ -567,6 +567,11 @@ impl SipClient {
     pub fn connect(addr: SocketAddr) -> SipClient {
         let stream =
             TcpStream::connect_timeout(&addr, RECV_TIMEOUT).expect("connect to presence-server");
+        SipClient::from_stream(stream)
+    }
+
+    /// A client on a stream connected to the daemon.
+    pub fn from_stream(stream: TcpStream) -> SipClient {
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().expect("local_addr");
         SipClient {
@@ -574,6 +579,11 @@ impl SipClient {
             buf: Vec::new(),
             local,
         }
+    }
+
+    /// Bytes read and not yet returned as a message (a partial message at the end of a stream).
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
     }
 
     /// The connection itself (what was read and not yet returned is dropped).

@@ -572,3 +572,112 @@ fn load_and_faults(rt: Runtime) {
     let status = daemon.wait_exit(Duration::from_secs(10));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
+
+/// A connection whose receive buffer is small and fixed (no autotuning), so that what the
+/// server sends and the client does not read piles up on the server's side.
+fn small_window_client(daemon: &Daemon) -> SipClient {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(64 * 1024).expect("SO_RCVBUF");
+    socket
+        .connect(&daemon.addr.into())
+        .expect("connect to presence-server");
+    SipClient::from_stream(socket.into())
+}
+
+on_both_runtimes!(sigterm_under_load_flushes_what_was_produced);
+fn sigterm_under_load_flushes_what_was_produced(rt: Runtime) {
+    let mut daemon = Daemon::start(
+        rt,
+        "notify-limit=100000\nmax-pending-output=268435456\nlong-term-enabled=false",
+    );
+    let mut c = small_window_client(&daemon);
+    let call_id = unique("flush-");
+    let entries: Vec<String> = (0..USERS).map(|i| aor(&user(i))).collect();
+    c.send_bytes(&plain_list_subscribe(c.local, &call_id, 1, None, &entries));
+    let (mut to_tag, mut full) = (None, 0);
+    while to_tag.is_none() || full == 0 {
+        let m = c.expect();
+        match m.status() {
+            Some(200) => to_tag = m.tag("To"),
+            Some(s) => panic!("list SUBSCRIBE answered {s}:\n{m}"),
+            None => {
+                c.send(&m.ok_response());
+                full = m.body_str().len();
+            }
+        }
+    }
+    let to_tag = to_tag.unwrap_or_default();
+    // Enough refreshes that their full-state NOTIFYs are many times what the kernel can hold
+    // between the two ends (this client's fixed window, the server's largest send buffer).
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(4 * 1024 * 1024);
+    let in_kernel = wmem_max + 2 * 64 * 1024;
+    let refreshes = (3 * in_kernel / full + 1).min(400) as u32;
+    let mut wire = Vec::new();
+    for cseq in 2..2 + refreshes {
+        wire.extend(plain_list_subscribe(
+            c.local,
+            &call_id,
+            cseq,
+            Some(&to_tag),
+            &[],
+        ));
+    }
+    c.send_bytes(&wire);
+    // Once another connection's request is answered, the refreshes (sent before it) were
+    // handled: their answers are produced, most of them not yet written.
+    let mut other = daemon.connect();
+    other.send(&format!(
+        "OPTIONS {} SIP/2.0\r\n{}\r\nFrom: <{}>;tag=o1\r\nTo: <{}>\r\nCall-ID: {}\r\n\
+         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        aor("u0001"),
+        via(other.local),
+        aor("probe"),
+        aor("u0001"),
+        unique("o-")
+    ));
+    let r = other.expect_response();
+    assert_eq!(r.status(), Some(405), "{r}");
+    daemon.signal("TERM");
+    // Everything produced arrives, whole, then the end of the stream.
+    let (mut oks, mut notifies, mut bytes) = (0, 0, 0);
+    loop {
+        match c.recv(Duration::from_secs(10)) {
+            Ok(m) => {
+                bytes += m.body_str().len();
+                match m.status() {
+                    Some(200) => oks += 1,
+                    Some(s) => panic!("refresh answered {s}:\n{m}"),
+                    None => notifies += 1,
+                }
+            }
+            Err(RecvError::Closed) => break,
+            Err(e) => panic!("after {oks} 200s and {notifies} NOTIFYs: {e:?}"),
+        }
+    }
+    // The stream ends on a message boundary: nothing was cut.
+    assert_eq!(
+        c.buffered(),
+        0,
+        "a partial message at the end of the stream"
+    );
+    // Each refresh handled before SIGTERM has its 200 and its NOTIFY (both produced by the same
+    // input); the other connection's answer makes it very likely that all were handled.
+    assert_eq!(oks, notifies, "a 200 without its NOTIFY, or the reverse");
+    assert!(
+        oks * 10 >= refreshes * 9,
+        "only {oks} of {refreshes} refreshes handled"
+    );
+    assert!(
+        bytes > 2 * in_kernel,
+        "only {bytes} bytes: the kernel could have held them all"
+    );
+    let status = daemon.wait_exit(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    let log = daemon.log();
+    assert!(log.contains("stopped ("), "{log}");
+    assert!(!log.contains("did not flush"), "{log}");
+}
