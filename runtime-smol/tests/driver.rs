@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use presence_daemon::Databases;
 use presence_tests::line_core::LineCore;
+use smol::Timer;
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt as _;
 use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use smol::net::{TcpListener, TcpStream};
-use smol::{Task, Timer};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -31,7 +31,8 @@ struct Harness {
     addr: SocketAddr,
     events: Receiver<String>,
     stop: Option<Sender<()>>,
-    server: Task<()>,
+    /// Receives when `serve` has returned.
+    server: Receiver<()>,
 }
 
 impl Harness {
@@ -52,17 +53,22 @@ impl Harness {
         let addr = listener.local_addr().unwrap();
         let (ev_tx, events) = channel::unbounded();
         let (stop, stopped) = channel::bounded::<()>(1);
-        let server = smol::spawn(runtime_smol::serve(
-            vec![listener],
-            LineCore::new(move |event| {
-                let _ = ev_tx.try_send(event);
-            }),
-            Arc::new(databases),
-            max_pending_output,
-            async move {
-                let _ = stopped.recv().await;
-            },
-        ));
+        // `serve` runs its tasks on the thread that polls it: give it one.
+        let (done, server) = channel::bounded::<()>(1);
+        std::thread::spawn(move || {
+            smol::block_on(runtime_smol::serve(
+                vec![listener],
+                LineCore::new(move |event| {
+                    let _ = ev_tx.try_send(event);
+                }),
+                Arc::new(databases),
+                max_pending_output,
+                async move {
+                    let _ = stopped.recv().await;
+                },
+            ));
+            let _ = done.try_send(());
+        });
         Harness {
             addr,
             events,
@@ -129,7 +135,10 @@ fn echo_close_and_peer_close() {
         assert_eq!(read_line(&mut c).await, "echo:hi\n");
         assert_eq!(h.event().await, "opened 3");
         h.stop.take().unwrap().try_send(()).unwrap();
-        timeout(T, h.server).await.expect("serve did not stop");
+        timeout(T, h.server.recv())
+            .await
+            .expect("serve did not stop")
+            .expect("the server thread ended");
         expect_eof(&mut c).await;
     })
 }
