@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use presence_proto::Config;
 use presence_proto::sip::{HeaderName, Message};
-use presence_tests::sim::{Sim, Ua, header};
+use presence_tests::sim::{FakeDb, Sim, Ua, header};
 
 /// A 503 for a limit: Retry-After and a Warning naming it.
 fn assert_limit_503(r: &Message, what: &str) {
@@ -237,4 +237,74 @@ fn an_idle_timeout_of_none_never_closes() {
     assert!(!sim.conn(silent).closed_by_server);
     assert_eq!(sim.server.stats().idle_connection_timeouts, 0);
     assert_eq!(sim.server.poll_timeout(), None);
+}
+
+#[test]
+fn subscribes_parked_for_account_lookups_still_respect_max_subscriptions() {
+    let config = Config {
+        max_subscriptions: 2,
+        long_term_enabled: true,
+        ..Config::default()
+    };
+    let mut sim = Sim::new(config);
+    let mut bob = Ua::new(&mut sim, "bob");
+    // Three new SUBSCRIBEs arrive while none exists: each passes the limit check on arrival,
+    // then waits for its presentity's account lookup.
+    let mut wire = String::new();
+    for target in ["alice", "carol", "dave"] {
+        let (m, _) = bob.subscribe_msg(&format!("sip:{target}@example.org"), Some(600), "");
+        wire.push_str(&m);
+    }
+    sim.send(bob.conn, wire);
+    assert!(
+        sim.recv(bob.conn).is_none(),
+        "parked until the database answers"
+    );
+    assert!(sim.answer_queries(&FakeDb::default()) > 0);
+    let mut codes = Vec::new();
+    while let Some(m) = sim.recv(bob.conn) {
+        if let Some(code) = m.status() {
+            codes.push(code);
+        }
+    }
+    codes.sort_unstable();
+    assert_eq!(codes, vec![200, 200, 503], "checked again when they resume");
+    let stats = sim.server.stats();
+    assert_eq!(stats.subscriptions, 2);
+    assert_eq!(stats.subscription_limit_hits, 1);
+}
+
+#[test]
+fn output_for_one_connection_past_max_pending_output_closes_it() {
+    let config = Config {
+        max_pending_output: 64 * 1024,
+        notify_limit: 100_000,
+        ..Config::default()
+    };
+    let mut sim = Sim::new(config);
+    let mut bob = Ua::new(&mut sim, "bob");
+    let mut carol = Ua::new(&mut sim, "carol");
+    let entries: Vec<String> = (0..400).map(|i| format!("sip:u{i}@example.org")).collect();
+    let (mut d, r) = bob.subscribe_list(&mut sim, "sip:list@example.org", &entries, 600, "");
+    assert_eq!(r.status(), Some(200));
+    let full = sim.recv(bob.conn).expect("full state");
+    let size = full.body.len();
+    // Refreshes in one read ask for as many full states: more than 64 KiB in one drain.
+    let mut wire = String::new();
+    for _ in 0..(64 * 1024 / size + 2) {
+        wire.push_str(&bob.resubscribe_msg(&mut d, 600));
+    }
+    sim.send(bob.conn, wire);
+    assert!(
+        sim.conn(bob.conn).closed_by_server,
+        "bob's connection is closed"
+    );
+    assert_eq!(sim.server.stats().output_overflows, 1);
+    assert_eq!(
+        sim.server.stats().subscriptions,
+        0,
+        "bob's list subscription ended with it"
+    );
+    // Others are served.
+    subscribed(&mut sim, &mut carol, "sip:alice@example.org");
 }
