@@ -1,7 +1,7 @@
 //! The command line, a subset of Flexisip's: `--config`, `--server presence`, `--debug`, plus
-//! `--dump-default-config`, `--help` and `--version`, and the `accounts` subcommand that manages
-//! the account database (`accounts add USER@DOMAIN [--phone NUMBER]`, `accounts list`,
-//! `accounts remove USER@DOMAIN`).
+//! `--dump-default-config`, `--check-config`, `--help` and `--version`, and the `accounts`
+//! subcommand that manages the account database (`accounts add USER@DOMAIN [--phone NUMBER]`,
+//! `accounts list`, `accounts remove USER@DOMAIN`).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -19,6 +19,8 @@ pub struct Cli {
     pub debug: bool,
     /// `--dump-default-config`.
     pub dump_default_config: bool,
+    /// `--check-config`: load and check the configuration, then exit.
+    pub check_config: bool,
     /// `-h`, `--help`.
     pub help: bool,
     /// `-V`, `--version`.
@@ -75,6 +77,8 @@ pub fn usage() -> String {
          \x20 -d, --debug              debug-level logs (RUST_LOG, when set, chooses instead)\n\
          \x20     --dump-default-config\n\
          \x20                          print the default [presence-server] section and exit\n\
+         \x20     --check-config       check the configuration (as at startup, without listening\n\
+         \x20                          or connecting to databases), print a summary and exit\n\
          \x20 -h, --help               print this help and exit\n\
          \x20 -V, --version            print the version and exit\n\
          \n\
@@ -137,6 +141,7 @@ where
             }
             "-d" | "--debug" => cli.debug = true,
             "--dump-default-config" => cli.dump_default_config = true,
+            "--check-config" => cli.check_config = true,
             "-h" | "--help" => cli.help = true,
             "-V" | "--version" => cli.version = true,
             "--phone" if accounts.is_some() => {
@@ -215,6 +220,10 @@ mod tests {
             parse_args(["--config=/x", "--server=presence", "--dump-default-config"]).unwrap();
         assert_eq!(cli.config, Some(PathBuf::from("/x")));
         assert!(cli.dump_default_config);
+        let cli = parse_args(["--check-config", "-c", "/y"]).unwrap();
+        assert!(cli.check_config);
+        assert_eq!(cli.config, Some(PathBuf::from("/y")));
+        assert!(parse_args(["--check-config=yes"]).is_err());
         assert!(parse_args(["-c", "a"]).unwrap().config.is_some());
         assert!(parse_args(["--help"]).unwrap().help);
         assert!(parse_args(["-V"]).unwrap().version);

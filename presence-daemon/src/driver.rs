@@ -7,6 +7,8 @@
 //! - bytes read → [`Driver::data`]; end of stream, read/write error or failed connect →
 //!   [`Driver::closed`];
 //! - the deadline [`Driver::deadline`] passed → [`Driver::timeout`];
+//! - a metrics scrape ([`Input::Metrics`], from the runtime's HTTP task) → answered at once
+//!   with the rendered metrics ([`crate::metrics`]);
 //!
 //! then, after a batch of inputs (at most [`MAX_INPUT_BATCH`]), calls [`Driver::drain`] so that all
 //! the output of the batch reaches each writer as one `Send` per connection. Dropping an
@@ -19,12 +21,17 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use presence_proto::{Action, ConnId, Query, QueryError, QueryId, QueryResult, Server, Target};
+use presence_proto::{
+    Action, ConnId, Query, QueryError, QueryId, QueryResult, Server, Stats, Target,
+};
+use presence_proto::{ClusterError, ClusterEvent, ClusterOp, ClusterOpId, ClusterReply};
 
+use crate::metrics::{DatabaseMetrics, DriverFigures, Scrape};
 use crate::settings::DaemonConfig;
 use crate::transport::{ListenAddr, contact_uri};
 
@@ -61,6 +68,20 @@ pub trait Core {
     fn pending_output(&mut self) -> usize {
         0
     }
+    /// The core's counters, for metrics.
+    fn stats(&self) -> Stats {
+        Stats::default()
+    }
+    /// The outcome of a cluster operation (cluster mode).
+    fn cluster_result(
+        &mut self,
+        _now: Instant,
+        _id: ClusterOpId,
+        _result: Result<ClusterReply, ClusterError>,
+    ) {
+    }
+    /// Something the cluster store tells unasked.
+    fn cluster_event(&mut self, _now: Instant, _event: ClusterEvent) {}
 }
 
 impl Core for Server {
@@ -87,6 +108,20 @@ impl Core for Server {
     }
     fn pending_output(&mut self) -> usize {
         Server::pending_output(self)
+    }
+    fn stats(&self) -> Stats {
+        Server::stats(self)
+    }
+    fn cluster_result(
+        &mut self,
+        now: Instant,
+        id: ClusterOpId,
+        result: Result<ClusterReply, ClusterError>,
+    ) {
+        Server::cluster_result(self, now, id, result)
+    }
+    fn cluster_event(&mut self, now: Instant, event: ClusterEvent) {
+        Server::cluster_event(self, now, event)
     }
 }
 
@@ -133,6 +168,12 @@ pub enum Input<S> {
     Closed(ConnId),
     /// A query the core asked for is done.
     QueryDone(QueryId, Result<QueryResult, QueryError>),
+    /// The metrics endpoint asks for the metrics; the driver replies at once.
+    Metrics(Scrape),
+    /// A cluster operation the core asked for is done (cluster mode).
+    ClusterDone(ClusterOpId, Result<ClusterReply, ClusterError>),
+    /// The cluster store's adapter reports a change or its connection state (cluster mode).
+    Cluster(ClusterEvent),
 }
 
 /// The core plus the table of connections it knows.
@@ -142,6 +183,7 @@ pub struct Driver<C, W> {
     conns: HashMap<ConnId, W>,
     max_pending_output: usize,
     slow_readers_closed: u64,
+    database_metrics: Option<Arc<DatabaseMetrics>>,
 }
 
 impl<C: Core, W: Outlet> Driver<C, W> {
@@ -152,7 +194,29 @@ impl<C: Core, W: Outlet> Driver<C, W> {
             conns: HashMap::new(),
             max_pending_output: DEFAULT_MAX_PENDING_OUTPUT,
             slow_readers_closed: 0,
+            database_metrics: None,
         }
+    }
+
+    /// Includes these database figures in the metrics ([`crate::Databases::metrics`]).
+    pub fn with_database_metrics(mut self, metrics: Arc<DatabaseMetrics>) -> Self {
+        self.database_metrics = Some(metrics);
+        self
+    }
+
+    /// The metrics in the Prometheus text format: the core's counters, the driver's figures
+    /// and the databases'.
+    pub fn render_metrics(&self) -> String {
+        let figures = DriverFigures {
+            connections: self.conns.len(),
+            pending_output: self.pending_output(),
+            slow_readers_closed: self.slow_readers_closed,
+        };
+        crate::metrics::render(
+            &self.core.stats(),
+            &figures,
+            self.database_metrics.as_deref(),
+        )
     }
 
     /// Sets `max-pending-output`: a connection with more bytes queued is closed.
@@ -236,8 +300,21 @@ impl<C: Core, W: Outlet> Driver<C, W> {
     /// goes to `query` (which runs it and reports through [`Driver::query_result`]).
     pub fn drain(
         &mut self,
+        connect: impl FnMut(ConnId, Target) -> W,
+        query: impl FnMut(QueryId, Query),
+    ) {
+        self.drain_with(connect, query, |id, _| {
+            tracing::warn!(?id, "no cluster store: operation dropped");
+        });
+    }
+
+    /// [`Driver::drain`], with `Cluster` actions going to `cluster` (which runs them and reports
+    /// through [`Input::ClusterDone`]).
+    pub fn drain_with(
+        &mut self,
         mut connect: impl FnMut(ConnId, Target) -> W,
         mut query: impl FnMut(QueryId, Query),
+        mut cluster: impl FnMut(ClusterOpId, ClusterOp),
     ) {
         while let Some(action) = self.core.poll_action() {
             match action {
@@ -264,6 +341,7 @@ impl<C: Core, W: Outlet> Driver<C, W> {
                     self.conns.remove(&conn);
                 }
                 Action::Query { id, query: q } => query(id, q),
+                Action::Cluster { id, op } => cluster(id, op),
             }
         }
     }
@@ -309,6 +387,9 @@ impl<C: Core, W: Outlet> Driver<C, W> {
                 }
                 self.query_result(now, id, result);
             }
+            Input::Metrics(scrape) => scrape.reply(self.render_metrics()),
+            Input::ClusterDone(id, result) => self.core.cluster_result(now, id, result),
+            Input::Cluster(event) => self.core.cluster_event(now, event),
         }
     }
 
@@ -379,6 +460,20 @@ pub fn bind_listeners(listen: &[ListenAddr]) -> Result<Vec<std::net::TcpListener
         listeners.push(listener);
     }
     Ok(listeners)
+}
+
+/// Binds the metrics endpoint (non-blocking) when `metrics-address` is set, and logs `metrics on
+/// ADDR` (port 0 picks a free port, which the log line tells).
+pub fn bind_metrics(config: &DaemonConfig) -> Result<Option<std::net::TcpListener>, String> {
+    let Some(addr) = config.metrics_address else {
+        return Ok(None);
+    };
+    let fail = |e: std::io::Error| format!("cannot serve metrics on {addr} (metrics-address): {e}");
+    let listener = std::net::TcpListener::bind(addr).map_err(fail)?;
+    listener.set_nonblocking(true).map_err(fail)?;
+    let bound = listener.local_addr().map_err(fail)?;
+    tracing::info!("metrics on {bound}");
+    Ok(Some(listener))
 }
 
 /// The core for a daemon whose first listener is bound to `first_bound`.

@@ -19,11 +19,15 @@
 //! ```
 
 pub mod cli;
+pub mod cluster;
 pub mod db;
 pub mod driver;
+pub mod http;
 pub mod ini;
 pub mod logging;
+pub mod metrics;
 pub mod settings;
+pub mod systemd;
 pub mod transport;
 
 use std::ffi::OsString;
@@ -79,10 +83,12 @@ where
     if cli.dump_default_config {
         return print_and_exit(&dump_default_config());
     }
-    // The accounts subcommand is a command-line tool: only warnings and errors are logged.
-    match cli.accounts {
-        Some(_) => logging::init_level(if cli.debug { "debug" } else { "warn" }),
-        None => logging::init(cli.debug),
+    // The accounts subcommand and --check-config are command-line tools: only warnings and
+    // errors are logged.
+    if cli.accounts.is_some() || cli.check_config {
+        logging::init_level(if cli.debug { "debug" } else { "warn" });
+    } else {
+        logging::init(cli.debug);
     }
 
     let default_path = Path::new(cli::DEFAULT_CONFIG_PATH);
@@ -110,6 +116,9 @@ where
             for w in warnings {
                 tracing::warn!("{w}");
             }
+            if cli.check_config {
+                return check_config(path, &config);
+            }
             match cli.accounts {
                 Some(command) => Startup::Accounts(Box::new(config), command),
                 None => Startup::Run(Box::new(config)),
@@ -120,6 +129,49 @@ where
             Startup::Exit(ExitCode::from(EXIT_CONFIG))
         }
     }
+}
+
+/// `--check-config`: the database part of the configuration is checked too (connection strings,
+/// queries, password file), without connecting; a one-line summary on stdout, or the error.
+fn check_config(path: Option<&Path>, config: &DaemonConfig) -> Startup {
+    let databases = match db::Plan::new(config) {
+        Ok(plan) => plan.describe(),
+        Err(e) => {
+            // Reported like the errors of the file's reading: file, line, section, key, value.
+            let text = path.and_then(|p| std::fs::read_to_string(p).ok());
+            let (line, value) = text
+                .as_deref()
+                .and_then(|t| settings::locate(t, e.section, e.key))
+                .map_or((None, String::new()), |(l, v)| (Some(l), v));
+            let error = ConfigError::from(settings::ConfigErrorKind::Value {
+                origin: path.map_or("the defaults".to_owned(), |p| p.display().to_string()),
+                section: e.section.to_owned(),
+                key: e.key.to_owned(),
+                value,
+                line,
+                reason: e.reason,
+            });
+            tracing::error!("{error}");
+            return Startup::Exit(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    let origin = match path {
+        Some(p) => p.display().to_string(),
+        None => format!("defaults ({} does not exist)", cli::DEFAULT_CONFIG_PATH),
+    };
+    let listen = if config.enabled {
+        let uris: Vec<&str> = config.listen.iter().map(|l| l.uri.as_str()).collect();
+        format!("transports {}", uris.join(" "))
+    } else {
+        "enabled=false (no transport)".to_owned()
+    };
+    let metrics = match config.metrics_address {
+        Some(addr) => format!("metrics on {addr}"),
+        None => "no metrics endpoint".to_owned(),
+    };
+    print_and_exit(&format!(
+        "configuration OK: {origin}: {listen}; {databases}; {metrics}\n"
+    ))
 }
 
 fn print_and_exit(text: &str) -> Startup {

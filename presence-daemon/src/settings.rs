@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -268,6 +269,36 @@ pub const PRESENCE_KEYS: &[KeyDef] = &[
         "86400000",
         "How long the time of last activity is remembered after a publication ends, in milliseconds.",
     ),
+    key(
+        "metrics-address",
+        Kind::String,
+        "",
+        "Address (IP:port, e.g. 127.0.0.1:9150) of an HTTP endpoint serving metrics in the Prometheus text format at /metrics; port 0 picks a free port; empty: no endpoint (not in Flexisip).",
+    ),
+    key(
+        "redis-server-uri",
+        Kind::String,
+        "",
+        "Cluster mode: several nodes share short-term presence (publications, who watches whom) through this Redis server, e.g. redis://127.0.0.1:6379/0; empty: a single node, no Redis (not in Flexisip).",
+    ),
+    key(
+        "redis-key-prefix",
+        Kind::String,
+        "presence:",
+        "Cluster mode: prefix of every Redis key and channel name, so that several services (or test runs) can share one Redis (not in Flexisip).",
+    ),
+    key(
+        "cluster-node-name",
+        Kind::String,
+        "",
+        "Cluster mode: this node's name in Redis, different on every node; empty: a random name at each start (not in Flexisip).",
+    ),
+    key(
+        "cluster-timeout",
+        Kind::Millis,
+        "1000",
+        "Cluster mode: longest wait for Redis, in ms; past it a request is answered from this node's state (not in Flexisip).",
+    ),
     unused(
         "leak-detector",
         Kind::Bool,
@@ -403,6 +434,16 @@ pub struct DaemonConfig {
     pub soci_users_with_phones_request: String,
     /// `leak-detector` (no effect).
     pub leak_detector: bool,
+    /// `metrics-address`: where the metrics endpoint listens (None: no endpoint).
+    pub metrics_address: Option<SocketAddr>,
+    /// `redis-server-uri` (empty: no cluster).
+    pub redis_server_uri: String,
+    /// `redis-key-prefix`.
+    pub redis_key_prefix: String,
+    /// `cluster-node-name`.
+    pub cluster_node_name: String,
+    /// `cluster-timeout`.
+    pub cluster_timeout: Duration,
     /// `[module::Authentication]`.
     pub auth: AuthConfig,
 }
@@ -474,6 +515,16 @@ impl DaemonConfig {
         self.rls_database.max_thread.clamp(1, MAX_POOL_SIZE)
     }
 
+    /// The cluster store's settings (None: a single node, `redis-server-uri` is empty).
+    pub fn cluster(&self) -> Option<crate::cluster::ClusterSettings> {
+        let uri = self.redis_server_uri.trim();
+        (!uri.is_empty()).then(|| crate::cluster::ClusterSettings {
+            uri: uri.to_owned(),
+            prefix: self.redis_key_prefix.clone(),
+            timeout: self.cluster_timeout,
+        })
+    }
+
     /// Whether server-known lists are configured (`rls-database-connection` and
     /// `rls-database-request` both set).
     pub fn server_known_lists(&self) -> bool {
@@ -497,6 +548,11 @@ impl DaemonConfig {
             soci_user_with_phone_request: String::new(),
             soci_users_with_phones_request: String::new(),
             leak_detector: false,
+            metrics_address: None,
+            redis_server_uri: String::new(),
+            redis_key_prefix: String::new(),
+            cluster_node_name: String::new(),
+            cluster_timeout: Duration::ZERO,
             auth: AuthConfig {
                 configured: false,
                 db_implementation: String::new(),
@@ -785,6 +841,42 @@ pub fn parse_config(text: &str, origin: &str) -> Result<Loaded, ConfigError> {
     })
 }
 
+/// Where `key` of `[section]` is set in `text`: the line and value of its last setting (or of a
+/// deprecated spelling of it), for error messages about settings checked after the reading.
+/// A `[presence-server]` phone query set only in `[module::Authentication]` is found there.
+pub fn locate(text: &str, section: &str, key: &str) -> Option<(usize, String)> {
+    let ini = ini::parse(text);
+    let deprecated = match section {
+        PRESENCE_SECTION => PRESENCE_DEPRECATED,
+        AUTH_SECTION => AUTH_DEPRECATED,
+        _ => &[],
+    };
+    let find = |section: &str| {
+        let spellings = || {
+            std::iter::once(key).chain(
+                deprecated
+                    .iter()
+                    .filter(|(_, new)| *new == key)
+                    .map(|(old, _)| *old),
+            )
+        };
+        // The key itself wins over a deprecated spelling, as when reading.
+        spellings().find_map(|name| {
+            ini.entries
+                .iter()
+                .rev()
+                .find(|e| e.section == section && e.key == name)
+                .map(|e| (e.line, e.value.clone()))
+        })
+    };
+    find(section).or_else(|| match (section, key) {
+        (PRESENCE_SECTION, "soci-users-with-phones-request" | "soci-user-with-phone-request") => {
+            find(AUTH_SECTION)
+        }
+        _ => None,
+    })
+}
+
 /// Settings that depend on several keys: long-term presence's default, server-known lists, the
 /// core's query limits from the pool sizes.
 fn finish(
@@ -818,6 +910,10 @@ fn finish(
         _ => {}
     }
     cfg.proto.long_term_enabled = cfg.long_term_enabled;
+    cfg.proto.cluster = cfg.cluster().map(|c| presence_proto::ClusterConfig {
+        node: cfg.cluster_node_name.clone(),
+        timeout: c.timeout,
+    });
     cfg.proto.server_known_lists = cfg.server_known_lists();
     let (account_slots, account_queue) = match (cfg.long_term_enabled, cfg.account_backend()) {
         (false, _) => (0, 0),
@@ -944,6 +1040,40 @@ fn apply_presence(
             cfg.proto.last_activity_retention = parse_duration(value, Unit::Millis)?
         }
         "leak-detector" => cfg.leak_detector = parse_bool(value)?,
+        "redis-server-uri" => {
+            let uri = value.trim();
+            if !uri.is_empty() {
+                redis_uri_ok(uri)?;
+            }
+            cfg.redis_server_uri = uri.to_owned()
+        }
+        "redis-key-prefix" => cfg.redis_key_prefix = value.trim().to_owned(),
+        "cluster-node-name" => {
+            let name = value.trim();
+            if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err("must not contain spaces or control characters".to_owned());
+            }
+            cfg.cluster_node_name = name.to_owned()
+        }
+        "cluster-timeout" => {
+            let d = parse_duration(value, Unit::Millis)?;
+            if d < Duration::from_millis(10) {
+                return Err("must be at least 10 ms".to_owned());
+            }
+            cfg.cluster_timeout = d
+        }
+        "metrics-address" => {
+            let value = value.trim();
+            cfg.metrics_address = if value.is_empty() {
+                None
+            } else {
+                Some(value.parse().map_err(|_| {
+                    "expected an IP address and a port, e.g. 127.0.0.1:9150 or [::1]:9150 \
+                     (empty: no metrics endpoint)"
+                        .to_owned()
+                })?)
+            }
+        }
         other => unreachable!("no handler for [presence-server] {other}"),
     }
     Ok(())
@@ -973,6 +1103,20 @@ fn apply_auth(cfg: &mut DaemonConfig, name: &str, value: &str) -> Result<(), Str
         other => unreachable!("no handler for [module::Authentication] {other}"),
     }
     Ok(())
+}
+
+/// Checks a Redis URI's form (without connecting).
+fn redis_uri_ok(uri: &str) -> Result<(), String> {
+    let scheme = uri.split_once("://").map(|(s, _)| s);
+    if !matches!(scheme, Some("redis" | "unix" | "redis+unix")) {
+        return Err(
+            "expected a redis:// (or unix://) URI, e.g. redis://127.0.0.1:6379/0 (rediss:// is not supported)"
+                .to_owned(),
+        );
+    }
+    redis::Client::open(uri)
+        .map(drop)
+        .map_err(|e| format!("not a usable Redis URI: {e}"))
 }
 
 /// Parses a boolean: `true`/`false`, `1`/`0`, `yes`/`no` (case-insensitive).
@@ -1284,6 +1428,11 @@ mod tests {
             ("[presence-server]\n\nmax-expires=0\n", "max-expires", "0"),
             ("[presence-server]\n\nexpires=1500ms\n", "expires", "1500ms"),
             ("[presence-server]\n\ntransports=\n", "transports", ""),
+            (
+                "[presence-server]\n\nmetrics-address=localhost:9150\n",
+                "metrics-address",
+                "localhost:9150",
+            ),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains("line 3"), "{err}");
@@ -1544,5 +1693,74 @@ mod tests {
             b("full-presence-support"),
             Some("full-presence-support".to_owned())
         );
+    }
+
+    #[test]
+    fn locate_finds_the_last_setting() {
+        let text = "[presence-server]\nexpires=1\nsoci-connection-string=db=x\nexpires=2\n\
+                    [module::Authentication]\nsoci-users-with-phones-request=select 1\n\
+                    datasource=/p\n";
+        let at = |section, key| locate(text, section, key);
+        assert_eq!(at(PRESENCE_SECTION, "expires"), Some((4, "2".to_owned())));
+        assert_eq!(
+            at(PRESENCE_SECTION, "rls-database-connection"),
+            Some((3, "db=x".to_owned()))
+        );
+        assert_eq!(
+            at(PRESENCE_SECTION, "soci-users-with-phones-request"),
+            Some((6, "select 1".to_owned()))
+        );
+        assert_eq!(at(AUTH_SECTION, "file-path"), Some((7, "/p".to_owned())));
+        assert_eq!(at(AUTH_SECTION, "soci-backend"), None);
+    }
+
+    /// packaging/presence-server.conf (packaging/gen-conf.sh) lists every key, commented out
+    /// with its default, and reads back as the defaults with the state directory's database.
+    #[test]
+    fn the_packaged_configuration_lists_every_key() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../packaging/presence-server.conf"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let database = "/var/lib/presence-server/presence-accounts.db";
+        for def in PRESENCE_KEYS {
+            let line = match def.name {
+                "accounts-database" => format!("accounts-database={database}"),
+                name => format!("#{name}={}", def.default),
+            };
+            assert!(
+                text.contains(&format!("\n# {}\n{line}\n", def.doc)),
+                "packaging/presence-server.conf lacks {line:?} (or its description): run \
+                 `cargo build --release -p runtime-tokio && packaging/gen-conf.sh`"
+            );
+        }
+        let loaded = parse(&text).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let expected = DaemonConfig {
+            accounts_database: database.to_owned(),
+            ..DaemonConfig::default()
+        };
+        assert_eq!(format!("{:?}", loaded.config), format!("{expected:?}"));
+    }
+
+    #[test]
+    fn metrics_address() {
+        let m = |v: &str| {
+            parse(&format!("[presence-server]\nmetrics-address={v}\n"))
+                .unwrap()
+                .config
+                .metrics_address
+        };
+        assert_eq!(DaemonConfig::default().metrics_address, None);
+        assert_eq!(m(""), None);
+        assert_eq!(m("127.0.0.1:9150"), Some("127.0.0.1:9150".parse().unwrap()));
+        assert_eq!(m(" [::1]:0 "), Some("[::1]:0".parse().unwrap()));
+        for bad in ["9150", "127.0.0.1", "[::1]", "127.0.0.1:99999"] {
+            let err = parse(&format!("[presence-server]\nmetrics-address={bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("'metrics-address'"), "{err}");
+        }
     }
 }

@@ -77,6 +77,9 @@ pub struct Config {
     /// Wall-clock time at one instant, to write timestamps (the core reads no clock); None: no
     /// timestamps are written.
     pub wall_clock: Option<(std::time::Instant, std::time::SystemTime)>,
+    /// Several nodes sharing short-term presence through a store (`redis-server-uri`); None: a
+    /// single node, the store is never asked.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for Config {
@@ -114,6 +117,7 @@ impl Default for Config {
             partial_message_timeout: Duration::from_secs(10),
             idle_connection_timeout: Some(Duration::from_secs(3600)),
             wall_clock: None,
+            cluster: None,
         }
     }
 }

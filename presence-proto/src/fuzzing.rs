@@ -317,6 +317,8 @@ pub fn server(data: &[u8]) {
                     }
                 }
                 Action::Query { id, query } => queries.push_back((id, query)),
+                // Not in cluster mode: never issued.
+                Action::Cluster { .. } => {}
                 Action::Close { conn } => {
                     assert!(known.contains(&conn), "Close of an unknown connection");
                     closed.insert(conn);

@@ -4,6 +4,7 @@
 //! opened/closed, bytes received, timer expiry) with the current time passed in, and is polled for
 //! actions (bytes to send, connections to open or close) and for its next deadline.
 
+pub mod cluster;
 pub mod config;
 pub mod encoding;
 #[doc(hidden)]
@@ -18,6 +19,10 @@ pub mod server;
 pub mod sip;
 mod xml;
 
+pub use cluster::{
+    ClusterConfig, ClusterError, ClusterEvent, ClusterOp, ClusterOpId, ClusterReply, Snapshot,
+    StoredPublication,
+};
 pub use config::Config;
 pub use query::{AccountRow, Query, QueryError, QueryId, QueryResult};
 pub use server::{Action, ConnId, Server, Stats, Target};

@@ -38,12 +38,12 @@ fn err(msg: &str) -> MultipartError {
 }
 
 /// Writes the head of one part: `--boundary CRLF`, `Content-Transfer-Encoding: binary`,
-/// `Content-ID: <content_id>` (as given: the caller decides bare or `<...>`), `Content-Type`,
+/// `Content-Id: <content_id>` (spelled as belle-sip writes it and liblinphone looks it up; as given: the caller decides bare or `<...>`), `Content-Type`,
 /// blank line. The caller then appends the content and calls [`write_part_end`].
 pub fn write_part_head(out: &mut Vec<u8>, boundary: &str, content_id: &str, content_type: &str) {
     out.extend_from_slice(b"--");
     out.extend_from_slice(boundary.as_bytes());
-    out.extend_from_slice(b"\r\nContent-Transfer-Encoding: binary\r\nContent-ID: ");
+    out.extend_from_slice(b"\r\nContent-Transfer-Encoding: binary\r\nContent-Id: ");
     out.extend_from_slice(content_id.as_bytes());
     out.extend_from_slice(b"\r\nContent-Type: ");
     out.extend_from_slice(content_type.as_bytes());
@@ -266,13 +266,13 @@ mod tests {
             String::from_utf8(out.clone()).unwrap(),
             "------------abc\r\n\
              Content-Transfer-Encoding: binary\r\n\
-             Content-ID: rlmi@x\r\n\
+             Content-Id: rlmi@x\r\n\
              Content-Type: application/rlmi+xml;charset=\"UTF-8\"\r\n\
              \r\n\
              <list/>\r\n\
              ------------abc\r\n\
              Content-Transfer-Encoding: binary\r\n\
-             Content-ID: <p1@x>\r\n\
+             Content-Id: <p1@x>\r\n\
              Content-Type: application/pidf+xml\r\n\
              \r\n\
              <presence/>\r\n\r\n\

@@ -12,7 +12,14 @@
 //!   drains the core's actions, so each connection gets one write per batch;
 //! - one task per database query the core asks for (`Action::Query`): it runs
 //!   [`Databases::execute`] (sqlx runs on async-io when no tokio runtime is current) and hands the
-//!   outcome back to the core task as an input.
+//!   outcome back to the core task as an input;
+//! - with `metrics-address`, the metrics task: it serves one HTTP connection at a time
+//!   ([`presence_daemon::http`]) and gets the text of a scrape from the core task
+//!   (`Input::Metrics`);
+//! - in cluster mode (`redis-server-uri`), one task per cluster operation (`Action::Cluster`, run
+//!   by [`cluster::Store::execute`]) and one that forwards the store's events
+//!   ([`cluster::Store::run_events`]); `redis` runs on smol (it spawns its connection drivers on
+//!   smol's global executor).
 //!
 //! Threads: one, like the tokio daemon's `current_thread` runtime. [`serve`] runs a
 //! [`LocalExecutor`] on the thread that polls it (`smol::block_on` on the main thread) and spawns
@@ -31,12 +38,14 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use presence_daemon::driver::{
     ACCEPT_ERROR_PAUSE, CONNECT_TIMEOUT, INPUT_QUEUE, MAX_INPUT_BATCH, READ_BUFFER_SIZE,
-    SHUTDOWN_GRACE, WRITE_TIMEOUT, bind_listeners, coalesce, log_stopped, new_server,
+    SHUTDOWN_GRACE, WRITE_TIMEOUT, bind_listeners, bind_metrics, coalesce, log_stopped, new_server,
     write_timed_out,
 };
 use presence_daemon::driver::{Backlog, Driver, Outlet};
-use presence_daemon::{Core, DaemonConfig, Databases, ListenAddr};
-use presence_proto::{ConnId, Query, QueryId, Target};
+use presence_daemon::http::{self, RequestReader};
+use presence_daemon::systemd::notify_ready;
+use presence_daemon::{Core, DaemonConfig, Databases, ListenAddr, cluster, metrics};
+use presence_proto::{ClusterOp, ClusterOpId, ConnId, Query, QueryId, Target};
 use smol::channel::{self, Receiver, Sender};
 use smol::future::{self, FutureExt as _};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -52,22 +61,37 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     let shutdown = shutdown_signal().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     if !config.enabled {
         info!("[presence-server] enabled=false: not listening; waiting for SIGTERM or SIGINT");
+        notify_ready();
         shutdown.await;
         info!("stopped");
         return Ok(());
     }
     // Configuration errors stop the startup; a database that is down is only logged.
     let databases = Arc::new(Databases::connect(&config).await?);
+    let metrics = match bind_metrics(&config)? {
+        Some(l) => Some(TcpListener::try_from(l).map_err(|e| format!("cannot listen: {e}"))?),
+        None => None,
+    };
     let listeners = bind(&config.listen)?;
     let first = listeners
         .first()
         .and_then(|l| l.local_addr().ok())
         .ok_or_else(|| "no listening socket".to_owned())?;
     let server = new_server(&config, first);
-    serve(
+    let cluster = match (config.cluster(), server.cluster_node()) {
+        (Some(settings), Some(node)) => {
+            cluster::log_startup(&settings, node);
+            Some(ClusterStore::open(&settings, node, SmolSleep)?)
+        }
+        _ => None,
+    };
+    notify_ready();
+    serve_with(
         listeners,
+        metrics,
         server,
         Arc::clone(&databases),
+        cluster,
         config.proto.max_pending_output,
         shutdown,
     )
@@ -168,12 +192,41 @@ enum Wake {
 }
 
 /// Serves `listeners` with `core` until `shutdown` resolves, running the core's queries on
-/// `databases`; then stops accepting, drops the queries in flight, lets writers flush for at most
-/// [`SHUTDOWN_GRACE`] and returns.
+/// `databases` (and serving metrics on `metrics`); then stops accepting, drops the queries in
+/// flight, lets writers flush for at most [`SHUTDOWN_GRACE`] and returns.
 pub async fn serve<C: Core>(
     listeners: Vec<TcpListener>,
+    metrics: Option<TcpListener>,
     core: C,
     databases: Arc<Databases>,
+    max_pending_output: usize,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (dbs, max) = (databases, max_pending_output);
+    serve_with(listeners, metrics, core, dbs, None, max, shutdown).await
+}
+
+/// The cluster store on smol.
+pub type ClusterStore = cluster::Store<SmolSleep>;
+
+/// smol's timer, for the cluster store's adapter.
+#[derive(Debug, Clone, Copy)]
+pub struct SmolSleep;
+
+impl cluster::Sleeper for SmolSleep {
+    async fn sleep(&self, d: std::time::Duration) {
+        Timer::after(d).await;
+    }
+}
+
+/// [`serve`], in cluster mode when `cluster` is given: its operations run one task each, and
+/// one task forwards its events.
+pub async fn serve_with<C: Core>(
+    listeners: Vec<TcpListener>,
+    metrics: Option<TcpListener>,
+    core: C,
+    databases: Arc<Databases>,
+    cluster: Option<ClusterStore>,
     max_pending_output: usize,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -181,8 +234,10 @@ pub async fn serve<C: Core>(
     ex.run(serve_on(
         &ex,
         listeners,
+        metrics,
         core,
         databases,
+        cluster,
         max_pending_output,
         shutdown,
     ))
@@ -190,23 +245,34 @@ pub async fn serve<C: Core>(
 }
 
 /// [`serve`], spawning every task on `ex` (the thread that polls `serve`).
+#[allow(clippy::too_many_arguments)]
 async fn serve_on<C: Core>(
     ex: &LocalExecutor<'_>,
     listeners: Vec<TcpListener>,
+    metrics: Option<TcpListener>,
     core: C,
     databases: Arc<Databases>,
+    cluster: Option<ClusterStore>,
     max_pending_output: usize,
     shutdown: impl Future<Output = ()>,
 ) {
     let (tx, rx) = channel::bounded::<Input>(INPUT_QUEUE);
-    let acceptors: Vec<Task<()>> = listeners
+    let mut acceptors: Vec<Task<()>> = listeners
         .into_iter()
         .map(|listener| ex.spawn(accept_loop(listener, tx.clone())))
         .collect();
+    if let Some(listener) = metrics {
+        acceptors.push(ex.spawn(metrics_loop(listener, tx.clone())));
+    }
+    if let Some(store) = &cluster {
+        acceptors.push(ex.spawn(cluster_events(store.clone(), tx.clone())));
+    }
     let mut tasks: Vec<Task<()>> = Vec::new();
     let mut queries: Vec<Task<()>> = Vec::new();
-    let mut driver: Driver<C, Writer> =
-        Driver::new(core).with_max_pending_output(max_pending_output);
+    let mut cluster_ops: Vec<Task<()>> = Vec::new();
+    let mut driver: Driver<C, Writer> = Driver::new(core)
+        .with_max_pending_output(max_pending_output)
+        .with_database_metrics(databases.metrics());
     let mut shutdown = pin!(shutdown);
     loop {
         let deadline = driver.deadline();
@@ -240,7 +306,7 @@ async fn serve_on<C: Core>(
             Wake::Timer => {}
         }
         driver.fire_due_timers();
-        driver.drain(
+        driver.drain_with(
             |conn, target| {
                 let (writer, end) = writer();
                 tasks.push(ex.spawn(connection(conn, Socket::Connect(target), end, tx.clone())));
@@ -249,14 +315,22 @@ async fn serve_on<C: Core>(
             |id, query| {
                 queries.push(ex.spawn(run_query(Arc::clone(&databases), id, query, tx.clone())));
             },
+            |id, op| {
+                if let Some(store) = &cluster {
+                    let op = run_cluster_op(store.clone(), id, op, tx.clone());
+                    cluster_ops.push(ex.spawn(op));
+                }
+            },
         );
         // Finished tasks are forgotten (tokio's JoinSet reaps them the same way).
         tasks.retain(|t| !t.is_finished());
         queries.retain(|t| !t.is_finished());
+        cluster_ops.retain(|t| !t.is_finished());
     }
 
     drop(acceptors);
     drop(queries);
+    drop(cluster_ops);
     rx.close();
     let open = driver.connections();
     driver.close_all();
@@ -301,6 +375,27 @@ async fn run_query(databases: Arc<Databases>, id: QueryId, query: Query, events:
     let _ = events.send(Input::QueryDone(id, result)).await;
 }
 
+/// Runs one cluster operation and reports its outcome to the core task.
+async fn run_cluster_op(
+    store: ClusterStore,
+    id: ClusterOpId,
+    op: ClusterOp,
+    events: Sender<Input>,
+) {
+    let result = store.execute(op).await;
+    let _ = events.send(Input::ClusterDone(id, result)).await;
+}
+
+/// Forwards the cluster store's events to the core task.
+async fn cluster_events(store: ClusterStore, events: Sender<Input>) {
+    store
+        .run_events(|event| {
+            let events = events.clone();
+            async move { events.send(Input::Cluster(event)).await.is_ok() }
+        })
+        .await
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => {
@@ -333,6 +428,86 @@ async fn accept_loop(listener: TcpListener, events: Sender<Input>) {
                 Timer::after(ACCEPT_ERROR_PAUSE).await;
             }
         }
+    }
+}
+
+/// The metrics endpoint: one connection at a time, each within [`http::EXCHANGE_TIMEOUT`].
+async fn metrics_loop(listener: TcpListener, events: Sender<Input>) {
+    loop {
+        match listener.accept().await {
+            Ok((mut stream, remote)) => {
+                let done = async {
+                    metrics_exchange(&mut stream, &events).await;
+                    true
+                }
+                .or(async {
+                    Timer::after(http::EXCHANGE_TIMEOUT).await;
+                    false
+                })
+                .await;
+                if !done {
+                    debug!("metrics: {remote} took too long");
+                }
+            }
+            Err(e) => {
+                warn!("metrics: accept failed: {e}");
+                Timer::after(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// Reads one request, gets the metrics from the core task when it is a scrape, answers, closes.
+async fn metrics_exchange(stream: &mut TcpStream, events: &Sender<Input>) {
+    let read = async {
+        let mut reader = RequestReader::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return Some(None),
+                Ok(n) => {
+                    if let Some(request) = reader.push(&buf[..n]) {
+                        return Some(Some(request));
+                    }
+                }
+            }
+        }
+    }
+    .or(async {
+        Timer::after(http::READ_TIMEOUT).await;
+        None
+    });
+    let response = match read.await {
+        None => http::timeout_response(),
+        Some(None) => return,
+        Some(Some(http::Request::Respond(response))) => response,
+        Some(Some(http::Request::Scrape)) => {
+            let (scrape, reply) = metrics::scrape();
+            let _ = events.send(Input::Metrics(scrape)).await;
+            match reply.recv().await {
+                Some(text) => http::metrics_response(&text),
+                None => http::unavailable_response(),
+            }
+        }
+    };
+    if stream.write_all(&response).await.is_ok() && stream.close().await.is_ok() {
+        // Lingering close: what the client still sends is read and dropped until it closes, so
+        // that closing with unread bytes (a reset) does not destroy the response.
+        let drain = async {
+            let mut buf = [0u8; 1024];
+            let mut left = http::LINGER_BYTES;
+            while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                left = left.saturating_sub(n);
+                if left == 0 {
+                    break;
+                }
+            }
+        };
+        drain
+            .or(async {
+                Timer::after(http::LINGER).await;
+            })
+            .await;
     }
 }
 

@@ -58,6 +58,7 @@ impl Harness {
         std::thread::spawn(move || {
             smol::block_on(runtime_smol::serve(
                 vec![listener],
+                None,
                 LineCore::new(move |event| {
                     let _ = ev_tx.try_send(event);
                 }),

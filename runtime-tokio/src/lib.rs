@@ -16,7 +16,13 @@
 //!   drains the core's actions, so each connection gets one write per batch;
 //! - one task per database query the core asks for (`Action::Query`): it runs
 //!   [`Databases::execute`] and hands the outcome back to the core task as an input. The core
-//!   bounds the number of queries in flight and their wait, so the runtime runs what it is given.
+//!   bounds the number of queries in flight and their wait, so the runtime runs what it is given;
+//! - with `metrics-address`, the metrics task: it serves one HTTP connection at a time
+//!   ([`presence_daemon::http`]) and gets the text of a scrape from the core task
+//!   (`Input::Metrics`);
+//! - in cluster mode (`redis-server-uri`), one task per cluster operation (`Action::Cluster`, run
+//!   by [`cluster::Store::execute`]) and one that forwards the store's events
+//!   ([`cluster::Store::run_events`]); `redis` runs on this tokio runtime.
 //!
 //! The runtime never looks inside the bytes, nor inside the queries.
 
@@ -27,12 +33,14 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use presence_daemon::driver::{
     ACCEPT_ERROR_PAUSE, CONNECT_TIMEOUT, INPUT_QUEUE, MAX_INPUT_BATCH, READ_BUFFER_SIZE,
-    SHUTDOWN_GRACE, WRITE_TIMEOUT, bind_listeners, coalesce, log_stopped, new_server,
+    SHUTDOWN_GRACE, WRITE_TIMEOUT, bind_listeners, bind_metrics, coalesce, log_stopped, new_server,
     write_timed_out,
 };
 use presence_daemon::driver::{Backlog, Driver, Outlet};
-use presence_daemon::{Core, DaemonConfig, Databases, ListenAddr};
-use presence_proto::{ConnId, Query, QueryId, Target};
+use presence_daemon::http::{self, RequestReader};
+use presence_daemon::systemd::notify_ready;
+use presence_daemon::{Core, DaemonConfig, Databases, ListenAddr, cluster, metrics};
+use presence_proto::{ClusterOp, ClusterOpId, ConnId, Query, QueryId, Target};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -47,22 +55,37 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     let shutdown = shutdown_signal().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     if !config.enabled {
         info!("[presence-server] enabled=false: not listening; waiting for SIGTERM or SIGINT");
+        notify_ready();
         shutdown.await;
         info!("stopped");
         return Ok(());
     }
     // Configuration errors stop the startup; a database that is down is only logged.
     let databases = Arc::new(Databases::connect(&config).await?);
+    let metrics = match bind_metrics(&config)? {
+        Some(l) => Some(TcpListener::from_std(l).map_err(|e| format!("cannot listen: {e}"))?),
+        None => None,
+    };
     let listeners = bind(&config.listen)?;
     let first = listeners
         .first()
         .and_then(|l| l.local_addr().ok())
         .ok_or_else(|| "no listening socket".to_owned())?;
     let server = new_server(&config, first);
-    serve(
+    let cluster = match (config.cluster(), server.cluster_node()) {
+        (Some(settings), Some(node)) => {
+            cluster::log_startup(&settings, node);
+            Some(ClusterStore::open(&settings, node, TokioSleep)?)
+        }
+        _ => None,
+    };
+    notify_ready();
+    serve_with(
         listeners,
+        metrics,
         server,
         Arc::clone(&databases),
+        cluster,
         config.proto.max_pending_output,
         shutdown,
     )
@@ -152,12 +175,41 @@ struct WriterEnd {
 }
 
 /// Serves `listeners` with `core` until `shutdown` resolves, running the core's queries on
-/// `databases`; then stops accepting, drops the queries in flight, lets writers flush for at most
-/// [`SHUTDOWN_GRACE`] and returns.
+/// `databases` (and serving metrics on `metrics`); then stops accepting, drops the queries in
+/// flight, lets writers flush for at most [`SHUTDOWN_GRACE`] and returns.
 pub async fn serve<C: Core>(
     listeners: Vec<TcpListener>,
+    metrics: Option<TcpListener>,
     core: C,
     databases: Arc<Databases>,
+    max_pending_output: usize,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (dbs, max) = (databases, max_pending_output);
+    serve_with(listeners, metrics, core, dbs, None, max, shutdown).await
+}
+
+/// The cluster store on tokio.
+pub type ClusterStore = cluster::Store<TokioSleep>;
+
+/// tokio's timer, for the cluster store's adapter.
+#[derive(Debug, Clone, Copy)]
+pub struct TokioSleep;
+
+impl cluster::Sleeper for TokioSleep {
+    fn sleep(&self, d: std::time::Duration) -> impl Future<Output = ()> + Send {
+        tokio::time::sleep(d)
+    }
+}
+
+/// [`serve`], in cluster mode when `cluster` is given: its operations run one task each, and
+/// one task forwards its events.
+pub async fn serve_with<C: Core>(
+    listeners: Vec<TcpListener>,
+    metrics: Option<TcpListener>,
+    core: C,
+    databases: Arc<Databases>,
+    cluster: Option<ClusterStore>,
     max_pending_output: usize,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -166,10 +218,18 @@ pub async fn serve<C: Core>(
     for listener in listeners {
         acceptors.spawn(accept_loop(listener, tx.clone()));
     }
+    if let Some(listener) = metrics {
+        acceptors.spawn(metrics_loop(listener, tx.clone()));
+    }
+    if let Some(store) = &cluster {
+        acceptors.spawn(cluster_events(store.clone(), tx.clone()));
+    }
     let mut tasks = JoinSet::new();
     let mut queries = JoinSet::new();
-    let mut driver: Driver<C, Writer> =
-        Driver::new(core).with_max_pending_output(max_pending_output);
+    let mut cluster_ops = JoinSet::new();
+    let mut driver: Driver<C, Writer> = Driver::new(core)
+        .with_max_pending_output(max_pending_output)
+        .with_database_metrics(databases.metrics());
     tokio::pin!(shutdown);
     loop {
         let deadline = driver.deadline();
@@ -193,9 +253,10 @@ pub async fn serve<C: Core>(
             () = sleep_until(deadline) => {}
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             Some(_) = queries.join_next(), if !queries.is_empty() => {}
+            Some(_) = cluster_ops.join_next(), if !cluster_ops.is_empty() => {}
         }
         driver.fire_due_timers();
-        driver.drain(
+        driver.drain_with(
             |conn, target| {
                 let (writer, end) = writer();
                 tasks.spawn(connection(conn, Socket::Connect(target), end, tx.clone()));
@@ -204,11 +265,17 @@ pub async fn serve<C: Core>(
             |id, query| {
                 queries.spawn(run_query(Arc::clone(&databases), id, query, tx.clone()));
             },
+            |id, op| {
+                if let Some(store) = &cluster {
+                    cluster_ops.spawn(run_cluster_op(store.clone(), id, op, tx.clone()));
+                }
+            },
         );
     }
 
     acceptors.abort_all();
     queries.abort_all();
+    cluster_ops.abort_all();
     rx.close();
     let open = driver.connections();
     driver.close_all();
@@ -244,6 +311,27 @@ async fn run_query(
     let _ = events.send(Input::QueryDone(id, result)).await;
 }
 
+/// Runs one cluster operation and reports its outcome to the core task.
+async fn run_cluster_op(
+    store: ClusterStore,
+    id: ClusterOpId,
+    op: ClusterOp,
+    events: mpsc::Sender<Input>,
+) {
+    let result = store.execute(op).await;
+    let _ = events.send(Input::ClusterDone(id, result)).await;
+}
+
+/// Forwards the cluster store's events to the core task.
+async fn cluster_events(store: ClusterStore, events: mpsc::Sender<Input>) {
+    store
+        .run_events(|event| {
+            let events = events.clone();
+            async move { events.send(Input::Cluster(event)).await.is_ok() }
+        })
+        .await
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -274,6 +362,73 @@ async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Input>) {
                 tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
             }
         }
+    }
+}
+
+/// The metrics endpoint: one connection at a time, each within [`http::EXCHANGE_TIMEOUT`].
+async fn metrics_loop(listener: TcpListener, events: mpsc::Sender<Input>) {
+    loop {
+        match listener.accept().await {
+            Ok((mut stream, remote)) => {
+                let exchange = metrics_exchange(&mut stream, &events);
+                if tokio::time::timeout(http::EXCHANGE_TIMEOUT, exchange)
+                    .await
+                    .is_err()
+                {
+                    debug!("metrics: {remote} took too long");
+                }
+            }
+            Err(e) => {
+                warn!("metrics: accept failed: {e}");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// Reads one request, gets the metrics from the core task when it is a scrape, answers, closes.
+async fn metrics_exchange(stream: &mut TcpStream, events: &mpsc::Sender<Input>) {
+    let read = async {
+        let mut reader = RequestReader::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => {
+                    if let Some(request) = reader.push(&buf[..n]) {
+                        return Some(request);
+                    }
+                }
+            }
+        }
+    };
+    let response = match tokio::time::timeout(http::READ_TIMEOUT, read).await {
+        Err(_) => http::timeout_response(),
+        Ok(None) => return,
+        Ok(Some(http::Request::Respond(response))) => response,
+        Ok(Some(http::Request::Scrape)) => {
+            let (scrape, reply) = metrics::scrape();
+            let _ = events.send(Input::Metrics(scrape)).await;
+            match reply.recv().await {
+                Some(text) => http::metrics_response(&text),
+                None => http::unavailable_response(),
+            }
+        }
+    };
+    if stream.write_all(&response).await.is_ok() && stream.shutdown().await.is_ok() {
+        // Lingering close: what the client still sends is read and dropped until it closes, so
+        // that closing with unread bytes (a reset) does not destroy the response.
+        let drain = async {
+            let mut buf = [0u8; 1024];
+            let mut left = http::LINGER_BYTES;
+            while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                left = left.saturating_sub(n);
+                if left == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(http::LINGER, drain).await;
     }
 }
 

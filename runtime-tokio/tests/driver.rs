@@ -43,6 +43,7 @@ impl Harness {
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(runtime_tokio::serve(
             vec![listener],
+            None,
             LineCore::new(move |event| {
                 let _ = ev_tx.send(event);
             }),

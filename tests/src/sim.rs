@@ -35,6 +35,8 @@ pub struct Sim {
     pub conns: BTreeMap<ConnId, SimConn>,
     /// Queries the server asked for, not yet answered by the test.
     pub queries: VecDeque<(presence_proto::QueryId, presence_proto::Query)>,
+    /// Cluster operations the server asked for, not yet answered by the test.
+    pub cluster_ops: VecDeque<(presence_proto::ClusterOpId, presence_proto::ClusterOp)>,
     next_port: u16,
 }
 
@@ -51,6 +53,7 @@ impl Sim {
             start,
             conns: BTreeMap::new(),
             queries: VecDeque::new(),
+            cluster_ops: VecDeque::new(),
             next_port: 40000,
         }
     }
@@ -149,6 +152,7 @@ impl Sim {
                     }
                 }
                 Action::Query { id, query } => self.queries.push_back((id, query)),
+                Action::Cluster { id, op } => self.cluster_ops.push_back((id, op)),
             }
         }
     }

@@ -362,8 +362,8 @@ impl Ua {
         );
         assert_eq!(
             n.header("Event"),
-            Some("Presence"),
-            "legacy Event (support-legacy-client=true):\n{n}"
+            Some("presence"),
+            "single NOTIFYs: the package as registered, even in legacy mode:\n{n}"
         );
         assert!(n.header("Subscription-State").is_some(), "{n}");
         assert!(

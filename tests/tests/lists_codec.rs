@@ -456,7 +456,7 @@ proptest! {
                 &p.headers,
                 &vec![
                     ("Content-Transfer-Encoding".to_owned(), "binary".to_owned()),
-                    ("Content-ID".to_owned(), cid.clone()),
+                    ("Content-Id".to_owned(), cid.clone()),
                     ("Content-Type".to_owned(), ct.clone()),
                 ]
             );

@@ -43,8 +43,8 @@ fn subscribe_gets_200_with_expires_and_an_immediate_notify() {
     let n = bob.expect_notify(&mut sim, 200);
     assert_eq!(
         header(&n, HeaderName::Event).as_deref(),
-        Some("Presence"),
-        "legacy Event by default"
+        Some("presence"),
+        "single NOTIFYs name the package as registered, even in legacy mode"
     );
     let st = state(&n);
     assert_eq!(st.state, "active");

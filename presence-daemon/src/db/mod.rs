@@ -28,8 +28,8 @@ pub mod connection;
 pub mod file;
 pub mod sql;
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use presence_proto::{AccountRow, Query, QueryError, QueryResult};
@@ -40,7 +40,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use sqlx::{AssertSqlSafe, ConnectOptions, Row, ValueRef};
 use tracing::{error, info, warn};
 
-use crate::settings::{AccountBackend, DaemonConfig};
+use crate::metrics::DatabaseMetrics;
+use crate::settings::{AUTH_SECTION, AccountBackend, DaemonConfig, PRESENCE_SECTION};
 use connection::{Target, resolve, sqlite_url, url_dialect};
 use file::PasswordFile;
 use sql::{Dialect, NamedSql};
@@ -113,6 +114,17 @@ impl Pool {
                 Pool::MySql(pool_options(size, acquire_timeout).connect_lazy_with(options))
             }
         })
+    }
+
+    /// Checks that `target`'s URL is one sqlx accepts for its backend, without connecting.
+    pub fn validate(target: &Target) -> Result<(), String> {
+        let bad = |e: sqlx::Error| format!("invalid connection URL {}: {e}", redact(&target.url));
+        match target.dialect {
+            Dialect::Sqlite => target.url.parse::<SqliteConnectOptions>().map(drop),
+            Dialect::Postgres => target.url.parse::<PgConnectOptions>().map(drop),
+            Dialect::MySql => target.url.parse::<MySqlConnectOptions>().map(drop),
+        }
+        .map_err(bad)
     }
 
     /// The backend's SQL flavour.
@@ -362,7 +374,7 @@ pub struct Databases {
     lists: Option<(SqlSource, NamedSql)>,
     timeout: Duration,
     batch_size: usize,
-    statements: AtomicU64,
+    metrics: Arc<DatabaseMetrics>,
 }
 
 impl Databases {
@@ -373,43 +385,27 @@ impl Databases {
             lists: None,
             timeout: Duration::from_secs(5),
             batch_size: 100,
-            statements: AtomicU64::new(0),
+            metrics: Arc::default(),
         }
     }
 
-    /// Opens what `config` asks for: the account database when long-term presence is enabled,
-    /// the list database when `rls-database-connection` and `rls-database-request` are set.
-    /// Errors are configuration errors (bad connection string, unreadable password file, query
-    /// without its parameter); a database that does not answer is only logged.
+    /// Opens what `config` asks for ([`Plan::new`]): the account database when long-term
+    /// presence is enabled, the list database when `rls-database-connection` and
+    /// `rls-database-request` are set. Errors are configuration errors (bad connection string,
+    /// unreadable password file, query without its parameter); a database that does not answer
+    /// is only logged.
     pub async fn connect(config: &DaemonConfig) -> Result<Databases, String> {
+        let plan = Plan::new(config).map_err(|e| e.to_string())?;
         let timeout = config.proto.query_timeout;
         let mut dbs = Databases {
             timeout,
             batch_size: config.proto.max_query_batch.max(1),
             ..Databases::none()
         };
-        if config.long_term_enabled {
-            dbs.accounts = Some(open_accounts(config, timeout).await?);
+        if let Some(accounts) = plan.accounts {
+            dbs.accounts = Some(open_accounts(config, accounts, timeout).await?);
         }
-        let rls = &config.rls_database;
-        if !rls.connection.trim().is_empty() && !rls.request.trim().is_empty() {
-            let target = resolve("mysql", &rls.connection)
-                .map_err(|e| format!("[presence-server] rls-database-connection: {e}"))?;
-            log_ignored(&target, "rls-database-connection");
-            let request = NamedSql::parse(&rls.request, target.dialect);
-            for p in request.params() {
-                if p != "from" && p != "to" {
-                    return Err(format!(
-                        "[presence-server] rls-database-request: unknown parameter ':{p}' \
-                         (only :from and :to are known)"
-                    ));
-                }
-            }
-            for p in ["from", "to"] {
-                if !request.uses(p) {
-                    warn!("[presence-server] rls-database-request does not use :{p}");
-                }
-            }
+        if let Some((target, request)) = plan.lists {
             let pool = Pool::open(
                 &target,
                 config.list_pool_size(),
@@ -434,18 +430,26 @@ impl Databases {
                 }
             }
         };
-        match sqlx::__rt::timeout(self.timeout, work).await {
+        let started = Instant::now();
+        let result = match sqlx::__rt::timeout(self.timeout, work).await {
             Ok(result) => result,
             Err(_) => Err(QueryError(format!(
                 "no answer from the database in {} ms",
                 self.timeout.as_millis()
             ))),
-        }
+        };
+        self.metrics.record(started.elapsed(), result.is_ok());
+        result
     }
 
     /// Number of SQL statements sent so far (to check batching).
     pub fn statements(&self) -> u64 {
-        self.statements.load(Ordering::Relaxed)
+        self.metrics.statements()
+    }
+
+    /// The query counters and latency histogram, shared with the metrics renderer.
+    pub fn metrics(&self) -> Arc<DatabaseMetrics> {
+        Arc::clone(&self.metrics)
     }
 
     /// Whether account lookups are possible (long-term presence enabled).
@@ -498,7 +502,7 @@ impl Databases {
                     let (sql, binds) = batch
                         .render(|name| (name == "phones").then_some(chunk))
                         .map_err(QueryError)?;
-                    self.statements.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.statements.fetch_add(1, Ordering::Relaxed);
                     for row in source.fetch(&sql, &binds).await? {
                         let mut cells = row.into_iter();
                         let Some(Some(login)) = cells.next() else {
@@ -524,7 +528,7 @@ impl Databases {
                     let (sql, binds) = single
                         .render(|name| (name == "phone").then_some(value))
                         .map_err(QueryError)?;
-                    self.statements.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.statements.fetch_add(1, Ordering::Relaxed);
                     for row in source.fetch(&sql, &binds).await? {
                         let Some(Some(login)) = row.into_iter().next() else {
                             continue;
@@ -569,7 +573,7 @@ impl Databases {
                 _ => None,
             })
             .map_err(QueryError)?;
-        self.statements.fetch_add(1, Ordering::Relaxed);
+        self.metrics.statements.fetch_add(1, Ordering::Relaxed);
         let rows = source.fetch(&sql, &binds).await?;
         Ok(rows
             .into_iter()
@@ -604,68 +608,214 @@ async fn startup_check(pool: &Pool, label: &str) {
     }
 }
 
-async fn open_accounts(config: &DaemonConfig, timeout: Duration) -> Result<Accounts, String> {
+/// A database setting that cannot be used: the key at fault and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanError {
+    /// `presence-server` or `module::Authentication`.
+    pub section: &'static str,
+    pub key: &'static str,
+    pub reason: String,
+}
+
+impl PlanError {
+    fn new(section: &'static str, key: &'static str, reason: impl Into<String>) -> PlanError {
+        PlanError {
+            section,
+            key,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}] {}: {}", self.section, self.key, self.reason)
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+/// What the configuration asks of the databases, checked as far as can be without connecting:
+/// the backends, the connection strings (converted and parsed as sqlx URLs), the queries and
+/// their parameters, the password file (read). [`Databases::connect`] opens what it describes;
+/// `--check-config` stops here.
+#[derive(Debug)]
+pub struct Plan {
+    accounts: Option<AccountsPlan>,
+    lists: Option<(Target, NamedSql)>,
+}
+
+#[derive(Debug)]
+enum AccountsPlan {
+    File {
+        path: String,
+        file: PasswordFile,
+    },
+    Sql {
+        target: Target,
+        batch: Option<NamedSql>,
+        single: Option<NamedSql>,
+        /// The embedded database (created with its schema) rather than the operator's.
+        embedded: bool,
+    },
+}
+
+impl Plan {
+    /// Checks the database part of `config`; the error names the key at fault.
+    pub fn new(config: &DaemonConfig) -> Result<Plan, PlanError> {
+        let accounts = match config.long_term_enabled {
+            true => Some(plan_accounts(config)?),
+            false => None,
+        };
+        let rls = &config.rls_database;
+        let lists = if !rls.connection.trim().is_empty() && !rls.request.trim().is_empty() {
+            let bad = |e| PlanError::new(PRESENCE_SECTION, "rls-database-connection", e);
+            let target = resolve("mysql", &rls.connection).map_err(bad)?;
+            Pool::validate(&target).map_err(bad)?;
+            log_ignored(&target, "rls-database-connection");
+            let request = NamedSql::parse(&rls.request, target.dialect);
+            for p in request.params() {
+                if p != "from" && p != "to" {
+                    return Err(PlanError::new(
+                        PRESENCE_SECTION,
+                        "rls-database-request",
+                        format!("unknown parameter ':{p}' (only :from and :to are known)"),
+                    ));
+                }
+            }
+            for p in ["from", "to"] {
+                if !request.uses(p) {
+                    warn!("[presence-server] rls-database-request does not use :{p}");
+                }
+            }
+            Some((target, request))
+        } else {
+            None
+        };
+        Ok(Plan { accounts, lists })
+    }
+
+    /// One line: where accounts and lists come from (passwords redacted).
+    pub fn describe(&self) -> String {
+        let accounts = match &self.accounts {
+            None => "accounts: none (long-term presence off)".to_owned(),
+            Some(AccountsPlan::File { path, file }) => {
+                format!("accounts: password file {path} ({} accounts)", file.len())
+            }
+            Some(AccountsPlan::Sql {
+                target, embedded, ..
+            }) => format!(
+                "accounts: {} {} {}",
+                if *embedded { "embedded" } else { "soci" },
+                target.dialect.name(),
+                redact(&target.url)
+            ),
+        };
+        let lists = match &self.lists {
+            None => "server-known lists: none".to_owned(),
+            Some((target, _)) => format!(
+                "server-known lists: {} {}",
+                target.dialect.name(),
+                redact(&target.url)
+            ),
+        };
+        format!("{accounts}; {lists}")
+    }
+}
+
+/// The account part of [`Plan::new`].
+fn plan_accounts(config: &DaemonConfig) -> Result<AccountsPlan, PlanError> {
     match config.account_backend() {
-        AccountBackend::Unsupported(other) => Err(format!(
-            "[module::Authentication] db-implementation={other} is not supported (file or soci)"
+        AccountBackend::Unsupported(other) => Err(PlanError::new(
+            AUTH_SECTION,
+            "db-implementation",
+            format!("db-implementation={other} is not supported (file or soci)"),
         )),
         AccountBackend::File { path } => {
+            let bad = |e| PlanError::new(AUTH_SECTION, "file-path", e);
             if path.trim().is_empty() {
-                return Err(
-                    "[module::Authentication] db-implementation=file but file-path is empty"
-                        .to_owned(),
-                );
+                return Err(bad(
+                    "db-implementation=file but file-path is empty".to_owned()
+                ));
             }
-            let (file, warnings) = PasswordFile::load(std::path::Path::new(&path))?;
+            let (file, warnings) = PasswordFile::load(std::path::Path::new(&path)).map_err(bad)?;
             for w in warnings {
                 warn!("password file {path}: {w}");
             }
+            Ok(AccountsPlan::File { path, file })
+        }
+        AccountBackend::Soci {
+            backend,
+            connection,
+        } => {
+            let bad = |e| PlanError::new(AUTH_SECTION, "soci-connection-string", e);
+            let target = resolve(&backend, &connection).map_err(bad)?;
+            Pool::validate(&target).map_err(bad)?;
+            log_ignored(&target, "soci-connection-string");
+            let (batch, single) = phone_queries(config, target.dialect, true)?;
+            Ok(AccountsPlan::Sql {
+                target,
+                batch,
+                single,
+                embedded: false,
+            })
+        }
+        AccountBackend::Embedded { database } => {
+            let target = embedded_target(&database);
+            Pool::validate(&target)
+                .map_err(|e| PlanError::new(PRESENCE_SECTION, "accounts-database", e))?;
+            let (batch, single) = phone_queries(config, target.dialect, false)?;
+            Ok(AccountsPlan::Sql {
+                target,
+                batch,
+                single,
+                embedded: true,
+            })
+        }
+    }
+}
+
+/// Opens the account database of a [`Plan`].
+async fn open_accounts(
+    config: &DaemonConfig,
+    plan: AccountsPlan,
+    timeout: Duration,
+) -> Result<Accounts, String> {
+    match plan {
+        AccountsPlan::File { path, file } => {
             info!(
                 "account database: password file {path} ({} accounts)",
                 file.len()
             );
             Ok(Accounts::File(file))
         }
-        AccountBackend::Soci {
-            backend,
-            connection,
+        AccountsPlan::Sql {
+            target,
+            batch,
+            single,
+            embedded,
         } => {
-            let target = resolve(&backend, &connection)
-                .map_err(|e| format!("[module::Authentication] soci-connection-string: {e}"))?;
-            log_ignored(&target, "soci-connection-string");
-            let (batch, single) = phone_queries(config, target.dialect, true)?;
             let pool = Pool::open(
                 &target,
                 config.account_pool_size(),
                 acquire_timeout(timeout),
-                false,
+                embedded,
             )?;
             let label = format!("account database {}", redact(&target.url));
-            startup_check(&pool, &label).await;
-            Ok(Accounts::Sql {
-                source: SqlSource::new(label, pool),
-                batch,
-                single,
-            })
-        }
-        AccountBackend::Embedded { database } => {
-            let target = embedded_target(&database);
-            let (batch, single) = phone_queries(config, target.dialect, false)?;
-            let pool = Pool::open(
-                &target,
-                config.account_pool_size(),
-                acquire_timeout(timeout),
-                true,
-            )?;
-            let label = format!("account database {}", redact(&target.url));
-            match accounts::ensure_schema(&pool, accounts::EMBEDDED_TABLE).await {
-                Ok(()) => {
-                    info!("{label}: ready (embedded; manage it with 'presence-server accounts')")
+            if embedded {
+                match accounts::ensure_schema(&pool, accounts::EMBEDDED_TABLE).await {
+                    Ok(()) => {
+                        info!(
+                            "{label}: ready (embedded; manage it with 'presence-server accounts')"
+                        )
+                    }
+                    Err(e) => error!(
+                        "{label}: cannot create or open the accounts table: {e}. The server runs \
+                         anyway; lookups fail until the database is usable"
+                    ),
                 }
-                Err(e) => error!(
-                    "{label}: cannot create or open the accounts table: {e}. The server runs \
-                     anyway; lookups fail until the database is usable"
-                ),
+            } else {
+                startup_check(&pool, &label).await;
             }
             Ok(Accounts::Sql {
                 source: SqlSource::new(label, pool),
@@ -702,7 +852,7 @@ fn phone_queries(
     config: &DaemonConfig,
     dialect: Dialect,
     soci: bool,
-) -> Result<(Option<NamedSql>, Option<NamedSql>), String> {
+) -> Result<(Option<NamedSql>, Option<NamedSql>), PlanError> {
     let batch_text = config.soci_users_with_phones_request.trim();
     let single_text = config.soci_user_with_phone_request.trim();
     if batch_text.is_empty() && single_text.is_empty() {
@@ -714,21 +864,28 @@ fn phone_queries(
         }
         return Ok((Some(NamedSql::parse(DEFAULT_BATCH_REQUEST, dialect)), None));
     }
-    let check = |text: &str, key: &str, param: &str| -> Result<Option<NamedSql>, String> {
-        if text.is_empty() {
-            return Ok(None);
-        }
-        let named = NamedSql::parse(text, dialect);
-        if let Some(p) = named.params().into_iter().find(|p| *p != param) {
-            return Err(format!(
-                "[presence-server] {key}: unknown parameter ':{p}' (only :{param} is known)"
-            ));
-        }
-        if !named.uses(param) {
-            return Err(format!("[presence-server] {key} must contain :{param}"));
-        }
-        Ok(Some(named))
-    };
+    let check =
+        |text: &str, key: &'static str, param: &str| -> Result<Option<NamedSql>, PlanError> {
+            if text.is_empty() {
+                return Ok(None);
+            }
+            let named = NamedSql::parse(text, dialect);
+            if let Some(p) = named.params().into_iter().find(|p| *p != param) {
+                return Err(PlanError::new(
+                    PRESENCE_SECTION,
+                    key,
+                    format!("unknown parameter ':{p}' (only :{param} is known)"),
+                ));
+            }
+            if !named.uses(param) {
+                return Err(PlanError::new(
+                    PRESENCE_SECTION,
+                    key,
+                    format!("must contain :{param}"),
+                ));
+            }
+            Ok(Some(named))
+        };
     let batch = check(batch_text, "soci-users-with-phones-request", "phones")?;
     let single = check(single_text, "soci-user-with-phone-request", "phone")?;
     Ok((batch, single))

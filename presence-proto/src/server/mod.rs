@@ -6,6 +6,7 @@
 //! never go backwards; spurious timeouts are no-ops.
 
 mod accounts;
+mod cluster;
 mod list;
 mod output;
 mod presentity;
@@ -21,6 +22,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
+use crate::cluster::ClusterOp;
+pub(crate) use crate::cluster::ClusterOpId;
 use crate::config::Config;
 use crate::query::{Query, QueryId};
 use crate::rng::Rng;
@@ -72,6 +75,9 @@ pub enum Action {
     /// Run a database query; report its outcome with [`Server::query_result`]. The core gives up
     /// on it after `Config::query_timeout` (a late result is then ignored).
     Query { id: QueryId, query: Query },
+    /// Run an operation on the cluster store (cluster mode only); report its outcome with
+    /// [`Server::cluster_result`]. The core gives up on it after `ClusterConfig::timeout`.
+    Cluster { id: ClusterOpId, op: ClusterOp },
 }
 
 /// Counters (Flexisip's statistics and more).
@@ -102,6 +108,64 @@ pub struct Stats {
     /// Connections closed because what was written to them between two drains passed
     /// `max-pending-output`.
     pub output_overflows: u64,
+    /// Subscriptions to resource lists (RFC 4662), included in `subscriptions` (Flexisip's
+    /// list subscription count).
+    pub list_subscriptions: usize,
+    /// Answered requests (each response sent counts its request once), by method, row
+    /// [`Stats::REQUEST_METHODS`], and status, column [`Stats::RESPONSE_STATUSES`] (the last
+    /// column counts any other status).
+    pub requests_by_status: [[u64; RESPONSE_STATUS_COUNT]; REQUEST_METHOD_COUNT],
+    /// NOTIFYs in flight that got a 2xx response.
+    pub notify_ok: u64,
+    /// NOTIFYs in flight that got a final error response (3xx to 6xx).
+    pub notify_error_responses: u64,
+    /// NOTIFYs in flight that got no final response within the NOTIFY timeout.
+    pub notify_timeouts: u64,
+    /// NOTIFYs in flight whose connection was lost before their response arrived.
+    pub notify_connection_lost: u64,
+}
+
+const REQUEST_METHOD_COUNT: usize = 3;
+const RESPONSE_STATUS_COUNT: usize = 14;
+
+impl Stats {
+    /// The rows of [`Stats::requests_by_status`]: `OTHER` is any method but PUBLISH and
+    /// SUBSCRIBE (known or not, and malformed requests whose method cannot be read).
+    pub const REQUEST_METHODS: [&'static str; REQUEST_METHOD_COUNT] =
+        ["PUBLISH", "SUBSCRIBE", "OTHER"];
+    /// The columns of [`Stats::requests_by_status`]: the statuses this server answers with;
+    /// the last one, 0, stands for any other.
+    pub const RESPONSE_STATUSES: [u16; RESPONSE_STATUS_COUNT] = [
+        200, 400, 405, 412, 413, 415, 416, 481, 489, 500, 501, 503, 505, 0,
+    ];
+
+    /// Counts a request answered with `status` (plain increments: no allocation).
+    fn count_response(&mut self, method: Option<&Method>, status: u16) {
+        let row = match method {
+            Some(Method::Publish) => 0,
+            Some(Method::Subscribe) => 1,
+            _ => 2,
+        };
+        let last = RESPONSE_STATUS_COUNT - 1;
+        let column = Self::RESPONSE_STATUSES[..last]
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or(last);
+        self.requests_by_status[row][column] += 1;
+    }
+
+    /// Every entry of [`Stats::requests_by_status`]: (method, status, count), the status 0
+    /// standing for any status not in [`Stats::RESPONSE_STATUSES`].
+    pub fn requests_answered(&self) -> impl Iterator<Item = (&'static str, u16, u64)> + '_ {
+        self.requests_by_status
+            .iter()
+            .zip(Self::REQUEST_METHODS)
+            .flat_map(|(row, method)| {
+                row.iter()
+                    .zip(Self::RESPONSE_STATUSES)
+                    .map(move |(n, status)| (method, status, *n))
+            })
+    }
 }
 
 /// A subscription (dialog) handle.
@@ -155,6 +219,8 @@ pub struct Server {
     timers: Timers,
     output: Output,
     stats: Stats,
+    /// Cluster mode (None: a single node).
+    cluster: Option<cluster::Cluster>,
 }
 
 impl Server {
@@ -168,6 +234,10 @@ impl Server {
         let config_max_pending_output = config.max_pending_output;
         let mut rng = Rng::new(seed);
         let instance = rng.token(8);
+        let cluster = config
+            .cluster
+            .as_ref()
+            .map(|c| cluster::Cluster::new(c, format!("node-{instance}")));
         let subscriptions = Subscriptions::new(&config, instance);
         Server {
             config,
@@ -183,6 +253,7 @@ impl Server {
             timers: Timers::default(),
             output: Output::new(config_max_pending_output),
             stats: Stats::default(),
+            cluster,
         }
     }
 
@@ -282,6 +353,9 @@ impl Server {
                 Timer::QueryDeadline(id) => self.query_deadline(now, id),
                 Timer::PartialMessage(conn) => self.partial_message_timer(now, conn),
                 Timer::IdleConnection(conn) => self.idle_timer(now, conn),
+                Timer::ClusterDeadline(id) => self.cluster_deadline(now, id),
+                Timer::ClusterWatchExpiry(id) => self.cluster_watch_timer(now, id),
+                Timer::ClusterResyncEnd => self.cluster_resync_end(now),
             }
             self.close_overflowing(now);
         }
@@ -337,6 +411,7 @@ impl Server {
             subscriptions: self.subscriptions.len(),
             timers: self.timers.len(),
             queries_issued: self.accounts.issued(),
+            list_subscriptions: self.subscriptions.lists(),
             ..self.stats.clone()
         }
     }
@@ -585,6 +660,7 @@ impl Server {
         );
         self.stats.requests_received += 1;
         self.stats.responses_sent += 1;
+        self.stats.count_response(salvaged.method.as_ref(), code);
         let remote = remote.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         let tag = self.rng.token(10);
         let w = warning(problem);
@@ -655,6 +731,7 @@ impl Server {
             return;
         }
         self.stats.responses_sent += 1;
+        self.stats.count_response(msg.method(), code);
         let out = self.output.buffer(conn);
         write_response(
             out,

@@ -89,6 +89,14 @@ fn id_token(prefix: &str, key: &str) -> String {
     s
 }
 
+impl Presentity {
+    /// Marks the composed documents stale.
+    pub(crate) fn invalidate_documents(&mut self) {
+        self.full = None;
+        self.restricted = None;
+    }
+}
+
 impl Presentities {
     pub(crate) fn new(clock: Clock) -> Presentities {
         Presentities {

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tracing::{debug, info};
 
 use super::response::{RequestInfo, bad_request, unavailable, warning};
@@ -18,14 +19,18 @@ pub(crate) struct Publication {
     /// AOR key of the presentity.
     pub(crate) presentity: String,
     pub(crate) doc: pidf::Document,
+    /// The PIDF body as published (what the cluster store holds).
+    pub(crate) raw: Bytes,
     pub(crate) expires_at: Instant,
+    /// Read from the cluster store (another node received it): replaced by each fetch.
+    pub(crate) remote: bool,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Publications {
     next: u64,
-    by_id: HashMap<PubId, Publication>,
-    by_etag: HashMap<String, PubId>,
+    pub(crate) by_id: HashMap<PubId, Publication>,
+    pub(crate) by_etag: HashMap<String, PubId>,
 }
 
 impl Publications {
@@ -37,7 +42,7 @@ impl Publications {
         self.by_id.get(&id).map(|p| &p.doc)
     }
 
-    fn insert(&mut self, p: Publication) -> PubId {
+    pub(crate) fn insert(&mut self, p: Publication) -> PubId {
         self.next += 1;
         let id = PubId(self.next);
         self.by_etag.insert(p.etag.clone(), id);
@@ -45,7 +50,7 @@ impl Publications {
         id
     }
 
-    fn remove(&mut self, id: PubId) -> Option<Publication> {
+    pub(crate) fn remove(&mut self, id: PubId) -> Option<Publication> {
         let p = self.by_id.remove(&id)?;
         self.by_etag.remove(&p.etag);
         Some(p)
@@ -140,6 +145,10 @@ impl Server {
                     Some(*id)
                 }
                 _ => {
+                    // Cluster mode: another node may have received it.
+                    if self.cluster_lookup_gate(now, conn, remote, msg, &publisher, etag) {
+                        return;
+                    }
                     let w = warning("Unknown or expired SIP-If-Match entity-tag");
                     self.respond(
                         conn,
@@ -216,8 +225,15 @@ impl Server {
         match (existing, doc, expires) {
             (Some(id), _, 0) => {
                 // Removal (RFC 3903 §4.5).
+                let write = match self.publications.by_id.get(&id) {
+                    Some(p) => {
+                        let (aor, etag) = (p.presentity.clone(), p.etag.clone());
+                        self.cluster_unpublish(now, &aor, &etag)
+                    }
+                    None => None,
+                };
                 self.remove_publication(now, id);
-                self.respond(conn, remote, msg, 200, "OK", &[]);
+                self.answer_publish(conn, remote, msg, None, write);
             }
             (None, _, 0) => {
                 // An initial publication that expires at once: nothing to keep.
@@ -227,17 +243,23 @@ impl Server {
                 // Refresh (no body) or modify (body): a fresh ETag either way.
                 let etag = self.new_etag();
                 let expires_at = now + Duration::from_secs(u64::from(expires));
+                let former = if_match.clone();
+                let raw = self.cluster_body(&msg.body);
                 self.publications.rekey(id, etag.clone());
                 let mut presentity = String::new();
                 if let Some(p) = self.publications.by_id.get_mut(&id) {
                     p.expires_at = expires_at;
                     if let Some(doc) = doc {
                         p.doc = doc;
+                        p.raw = raw;
                     }
+                    // Refreshed here: this node answers for it now.
+                    p.remote = false;
                     presentity.clone_from(&p.presentity);
                 }
+                let write = self.cluster_write(now, id, former);
                 self.timers.arm(expires_at, Timer::PublicationExpiry(id));
-                self.respond_published(conn, remote, msg, &etag, expires);
+                self.answer_publish(conn, remote, msg, Some((&etag, expires)), write);
                 // Flexisip's "last activity": a refresh or a removal, not an initial publication.
                 self.presentities.record_activity(&presentity, now);
                 self.presentity_changed(now, &presentity);
@@ -256,7 +278,9 @@ impl Server {
                     etag: etag.clone(),
                     presentity: publisher.clone(),
                     doc,
+                    raw: self.cluster_body(&msg.body),
                     expires_at,
+                    remote: false,
                 });
                 let max = self.config.max_presence_elements.max(1);
                 let p = self.presentities.get_or_create(&publisher, &entity);
@@ -272,13 +296,47 @@ impl Server {
                     self.publications.remove(old);
                 }
                 self.timers.arm(expires_at, Timer::PublicationExpiry(id));
-                self.respond_published(conn, remote, msg, &etag, expires);
+                let write = self.cluster_write(now, id, None);
+                self.answer_publish(conn, remote, msg, Some((&etag, expires)), write);
                 self.presentity_changed(now, &publisher);
             }
             (None, None, _) => {
                 // Unreachable by construction: no ETag implies a document was required above.
                 self.refuse(conn, remote, msg, bad_request("Body is empty"));
             }
+        }
+    }
+
+    /// Answers a successful PUBLISH (`published`: the ETag and expiry it got), at once, or in
+    /// cluster mode once `write` is done (the publication is in the store when the client
+    /// learns its ETag, so that another node can serve its refresh and no restart loses it).
+    fn answer_publish(
+        &mut self,
+        conn: ConnId,
+        remote: SocketAddr,
+        msg: &Message,
+        published: Option<(&str, u32)>,
+        write: Option<super::ClusterOpId>,
+    ) {
+        if let Some(write) = write
+            && self.cluster_defer(write, conn, remote, msg, published)
+        {
+            return;
+        }
+        self.respond_publish(conn, remote, msg, published);
+    }
+
+    /// Writes the 200 of a PUBLISH.
+    pub(crate) fn respond_publish(
+        &mut self,
+        conn: ConnId,
+        remote: SocketAddr,
+        msg: &Message,
+        published: Option<(&str, u32)>,
+    ) {
+        match published {
+            Some((etag, expires)) => self.respond_published(conn, remote, msg, etag, expires),
+            None => self.respond(conn, remote, msg, 200, "OK", &[]),
         }
     }
 
@@ -332,7 +390,16 @@ impl Server {
             .is_some_and(|p| p.expires_at <= now)
         {
             debug!(?id, "publication expired");
+            let remote = self
+                .publications
+                .by_id
+                .get(&id)
+                .filter(|p| p.remote)
+                .map(|p| p.presentity.clone());
             self.remove_publication(now, id);
+            if let Some(aor) = remote {
+                self.cluster_expired(now, &aor);
+            }
         }
     }
 }

@@ -91,12 +91,34 @@ impl Subscriptions {
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
+
+    /// Subscriptions to resource lists (counted when asked: not on the NOTIFY path).
+    pub(crate) fn lists(&self) -> usize {
+        self.map
+            .values()
+            .filter(|s| matches!(s.kind, Kind::List(_)))
+            .count()
+    }
 }
 
 impl Subscription {
     /// Whether NOTIFYs currently go out on `conn`.
     pub(crate) fn notifies_on(&self, conn: ConnId) -> bool {
         self.conn == Some(conn)
+    }
+
+    /// Counted in the who-watches-whom index (not a fetch).
+    pub(crate) fn is_registered(&self) -> bool {
+        self.registered
+    }
+
+    /// The dialog's identity in the cluster store: Call-ID and our tag.
+    pub(crate) fn dialog_id(&self) -> String {
+        let mut id = String::with_capacity(self.call_id.len() + 1 + self.local_tag.len());
+        id.push_str(&self.call_id);
+        id.push('\n');
+        id.push_str(&self.local_tag);
+        id
     }
 }
 
@@ -290,6 +312,11 @@ impl Server {
         for key in &keys {
             self.apply_account(now, key);
         }
+        // Cluster mode: what other nodes know of the watched presentities is fetched first.
+        let members = self.accounts.prefetched.clone();
+        if !self.cluster_gate(now, conn, remote, msg, &keys, members) {
+            return;
+        }
 
         let via_count: usize = msg
             .headers_named(&HeaderName::Via)
@@ -341,7 +368,10 @@ impl Server {
         fixed.extend_from_slice(b"Contact: <");
         fixed.extend_from_slice(self.config.contact.as_bytes());
         fixed.extend_from_slice(b">\r\n");
-        fixed.extend_from_slice(if self.config.support_legacy_client {
+        // Legacy mode writes `Presence` where liblinphone < 5.4 needs it, list NOTIFYs; single
+        // NOTIFYs keep the package name as registered (liblinphone ignores it there, and
+        // clients that match it byte for byte, like baresip, answer `Presence` with 481).
+        fixed.extend_from_slice(if self.config.support_legacy_client && is_list {
             b"Event: Presence"
         } else {
             b"Event: presence"
@@ -405,6 +435,7 @@ impl Server {
                 Timer::SubscriptionExpiry(id),
             );
             info!(%watcher, resources = watched.len(), list = is_list, expires, "subscription created");
+            self.cluster_watch(now, id, true, false);
         }
 
         let exp = itoa::Buffer::new().format(expires).as_bytes().to_vec();
@@ -488,6 +519,7 @@ impl Server {
             now + Duration::from_secs(u64::from(expires)),
             Timer::SubscriptionExpiry(id),
         );
+        self.cluster_watch(now, id, false, false);
         self.update_access(id);
         // An account created since is found now (its watchers are told when the answer comes).
         let keys = self.watched(id);
@@ -525,7 +557,10 @@ impl Server {
     /// bypasses the rule, or the presentity watches it back.
     fn may_see(&self, watcher: &str, bypass: bool, presentity: &str) -> bool {
         let owner = self.presentities.resolve(presentity);
-        bypass || watcher == owner || self.presentities.watches(owner, watcher)
+        bypass
+            || watcher == owner
+            || self.presentities.watches(owner, watcher)
+            || self.cluster_watches(owner, watcher)
     }
 
     /// Recomputes the access of every watch of a subscription (without notifying).
@@ -777,13 +812,17 @@ impl Server {
         };
         s.unacked.swap_remove(pos);
         match code {
-            200..=299 => {}
+            200..=299 => self.stats.notify_ok += 1,
             408 | 481 => {
                 info!(?id, code, "NOTIFY refused: subscription ended");
+                self.stats.notify_error_responses += 1;
                 self.stats.notify_failures += 1;
                 self.remove_subscription(now, id);
             }
-            _ => debug!(?id, code, "NOTIFY answered with an error"),
+            _ => {
+                debug!(?id, code, "NOTIFY answered with an error");
+                self.stats.notify_error_responses += 1;
+            }
         }
     }
 
@@ -796,6 +835,7 @@ impl Server {
             .is_some_and(|s| s.unacked.contains(&cseq))
         {
             info!(?id, "NOTIFY timed out: subscription ended");
+            self.stats.notify_timeouts += 1;
             self.stats.notify_failures += 1;
             self.remove_subscription(now, id);
         }
@@ -826,6 +866,7 @@ impl Server {
             if s.conn == Some(conn) {
                 s.conn = None;
                 if !s.unacked.is_empty() {
+                    self.stats.notify_connection_lost += s.unacked.len() as u64;
                     lost.push(*id);
                 }
             }
@@ -844,6 +885,14 @@ impl Server {
     /// Forgets a subscription and updates who-watches-whom.
     fn remove_subscription(&mut self, now: Instant, id: SubId) {
         let watched = self.watched(id);
+        if self
+            .subscriptions
+            .map
+            .get(&id)
+            .is_some_and(|s| s.registered)
+        {
+            self.cluster_watch(now, id, true, true);
+        }
         let Some(s) = self.subscriptions.map.remove(&id) else {
             return;
         };
@@ -852,6 +901,7 @@ impl Server {
         }
         if !s.registered {
             for key in &watched {
+                self.cluster_release(now, key);
                 self.presentities.remove_if_unused(key);
             }
             return;
@@ -864,6 +914,7 @@ impl Server {
             if self.presentities.remove_watch(&s.watcher, key) {
                 self.reevaluate_access(now, &s.watcher, key);
             }
+            self.cluster_release(now, key);
             self.presentities.remove_if_unused(key);
         }
     }

@@ -7,6 +7,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::time::Instant;
 
 use super::{ConnId, PubId, SubId};
+use crate::cluster::ClusterOpId;
 use crate::query::QueryId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -21,6 +22,12 @@ pub(crate) enum Timer {
     PartialMessage(ConnId),
     /// A connection may have been idle too long.
     IdleConnection(ConnId),
+    /// A cluster operation's result is due.
+    ClusterDeadline(ClusterOpId),
+    /// A relation in a followed presentity's watch set may have expired (cluster mode).
+    ClusterWatchExpiry(u64),
+    /// The grace period after a reconnection to the cluster store ends.
+    ClusterResyncEnd,
 }
 
 #[derive(Debug, Default)]

@@ -1,0 +1,1027 @@
+//! Cluster mode: several nodes behind one proxy share short-term presence through a store
+//! (Redis), so that a PUBLISH on one node reaches the watchers held by another, a publication
+//! can be refreshed on any node, and the mutual-subscription rule sees every node's
+//! subscriptions. Off (and never consulted) unless `Config::cluster` is set.
+//!
+//! # What the core does, and what it does not
+//!
+//! The core stays sans-IO: every store operation is an output, `Action::Cluster { id, op }`
+//! with a typed [`ClusterOp`], and its outcome an input, [`Server::cluster_result`]; what the
+//! store says unasked (a change on another node, the store lost or back) arrives through
+//! [`Server::cluster_event`]. Every operation has a deadline (`cluster-timeout`, armed like the
+//! database queries' deadlines): one that does not come back in time counts as failed and its
+//! late result is ignored. A request that waits on the store is then answered from the node's
+//! own state; nothing waits longer than `cluster-timeout`.
+//!
+//! Each node keeps its full local state (publications, subscriptions, composed documents): the
+//! store is where nodes *exchange* state, not where NOTIFYs are made. A change learnt from the
+//! store is applied to the local tables once, the presentity's document is composed once, and
+//! the local watchers are notified from it, exactly as for a local PUBLISH.
+//!
+//! # Store layout (the adapter in `presence-daemon/src/cluster/` owns the commands)
+//!
+//! `P` is the key prefix (`redis-key-prefix`, default `presence:`); `{aor}` a presentity key
+//! (`user@host`, `;user=phone` kept).
+//!
+//! | key | type | content |
+//! |---|---|---|
+//! | `P pub:{aor}:{etag}` | string, `PX` = the publication's expiry | [`encode_payload`]: `P1\n`, writing node, entity URI, the PIDF bytes |
+//! | `P pubs:{aor}` | sorted set | the ETags of `aor`'s publications, scored by creation time (store clock, µs; a refresh keeps the score); pruned of expired ETags when read; expires with its last publication |
+//! | `P watch:{aor}` | sorted set | whom `aor` watches: members `{presentity}\n{call-id}\n{our tag}` (one per subscription dialog and watched resource), scored by the subscription's expiry (store clock, ms); pruned when read |
+//! | `P chg:{aor}` | pub/sub channel | a change of `aor`'s publications or of whom it watches; the message is the writing node's name |
+//!
+//! Writes are Lua scripts (one round trip, atomic, store clock for scores): a publication is
+//! written with its key, its index entry (dropping the oldest beyond `max-presence-elements`)
+//! and the announcement on `P chg:{aor}` together. Expiry needs no write: every node that holds a
+//! copy expires it at the same time, and the store drops the key by itself.
+//!
+//! # Per request, in cluster mode
+//!
+//! - **PUBLISH** (initial, refresh, modify, remove): handled locally as on a single node (the
+//!   answer does not wait for the store), then written ([`ClusterOp::Publish`], with `replaces`
+//!   = the former ETag for a refresh or modification, or [`ClusterOp::Unpublish`]); the store
+//!   announces it and the other nodes that follow the presentity fetch it. A publication
+//!   received here is *local* (this node expires it, answers for it, rewrites it on resync);
+//!   one fetched from the store is *remote* (replaced by each fetch). A refresh of a remote
+//!   publication makes it local here; the node that held it drops its copy at the next fetch.
+//! - **PUBLISH with an unknown `SIP-If-Match`**: the ETag is looked up
+//!   ([`ClusterOp::Lookup`]) while the request is parked; found, the publication is adopted and
+//!   the request handled again (a refresh, modification or removal as usual); not found,
+//!   failed or timed out: `412`. Without the store (disconnected): `412` at once.
+//! - **SUBSCRIBE** (initial, single or list): each watched presentity (and the account behind a
+//!   phone alias) is *followed*: [`ClusterOp::Follow`] subscribes to its channel and reads its
+//!   state; the request is parked until every presentity it watches has its first state (or
+//!   the read failed, or timed out; without the store it is not parked), so the first NOTIFY
+//!   already carries what other nodes know. The subscription's watch relations are written
+//!   ([`ClusterOp::Watch`], announced on the watcher's channel), rewritten on each refresh (not
+//!   announced), removed when it ends (announced). A presentity is unfollowed
+//!   ([`ClusterOp::Unfollow`]) when its last local watcher goes: a node receives only the
+//!   changes its watchers need.
+//! - **A change event** for a followed presentity (from another node; a node ignores its own)
+//!   triggers one [`ClusterOp::Fetch`] (a second event during the fetch, one more fetch after
+//!   it). The snapshot replaces the remote publications, drops local ones the store no longer
+//!   has (refreshed elsewhere) unless this node's own writes for it are in flight, and replaces
+//!   the presentity's watch set; watchers are notified when the document changed, and the
+//!   watches of the presentity re-checked when whom it watches changed.
+//! - **Mutual rule**: `W` may see `P` when `P` watches `W` on this node (as before) or in the
+//!   store: `P`'s watch set from its last snapshot (this node follows `P` since it holds `W`'s
+//!   subscription), each relation valid until its expiry (re-checked then).
+//!
+//! # Store lost, store back
+//!
+//! [`ClusterEvent::Disconnected`]: logged loudly; the node serves from its own state (requests
+//! are no longer parked, lookups answer `412`), its writes fail fast in the adapter.
+//! [`ClusterEvent::Connected`] (the adapter re-subscribed every followed channel first):
+//! resynchronisation: every local publication is rewritten with its remaining expiry, every
+//! local subscription's watch relations are rewritten and announced, and every followed
+//! presentity fetched again (changes missed in between are applied then).
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use super::publication::Publication;
+use super::timers::Timer;
+use super::{Action, ConnId, PubId, Server, SubId};
+use crate::cluster::{
+    ClusterConfig, ClusterError, ClusterEvent, ClusterOp, ClusterOpId, ClusterReply, Snapshot,
+    StoredPublication, decode_payload, encode_payload,
+};
+use crate::pidf;
+use crate::resource_lists::Entry;
+use crate::sip::Message;
+
+/// A PUBLISH's 200, held until its write is done.
+#[derive(Debug)]
+struct Answer {
+    conn: ConnId,
+    remote: SocketAddr,
+    msg: Message,
+    /// The ETag and expiry granted (None: a removal).
+    published: Option<(String, u32)>,
+}
+
+/// Why an operation was issued.
+#[derive(Debug)]
+enum Purpose {
+    /// A `Follow` or `Fetch` of this presentity.
+    Fetch { aor: String },
+    /// A write touching this presentity's publications.
+    Write { aor: String },
+    /// An ETag lookup for a parked PUBLISH.
+    Lookup { parked: u64 },
+    /// Anything whose result only matters when it fails.
+    Other,
+}
+
+/// A presentity this node receives the changes of.
+#[derive(Debug)]
+struct Followed {
+    id: u64,
+    /// A `Follow` or `Fetch` is in flight.
+    fetching: bool,
+    /// A change was announced during the fetch: fetch again after it.
+    again: bool,
+    /// Its first fetch is over (applied, failed or timed out): requests no longer wait for it.
+    settled: bool,
+    /// Whom it watches (other nodes' subscriptions included), until when.
+    watches: Vec<(String, Instant)>,
+}
+
+/// A request waiting for the store.
+#[derive(Debug)]
+struct Parked {
+    conn: ConnId,
+    remote: SocketAddr,
+    msg: Message,
+    /// For a SUBSCRIBE: the presentities whose first state it waits for.
+    aors: Vec<String>,
+    /// A server-known list's members, handed back to the re-dispatched SUBSCRIBE.
+    members: Option<Vec<Entry>>,
+}
+
+/// The cluster side of the core.
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    pub(crate) node: String,
+    timeout: Duration,
+    next_op: u64,
+    inflight: HashMap<ClusterOpId, Purpose>,
+    followed: HashMap<String, Followed>,
+    follow_ids: HashMap<u64, String>,
+    next_follow: u64,
+    /// Publication writes in flight, per presentity: a snapshot read meanwhile may predate them.
+    writing: HashMap<String, u32>,
+    parked: HashMap<u64, Parked>,
+    next_parked: u64,
+    /// PUBLISH answers waiting for their write.
+    answers: HashMap<ClusterOpId, Answer>,
+    /// As last reported by the adapter (optimistic until it says otherwise).
+    connected: bool,
+    /// After a reconnection, until this instant, the store may not have every node's rewrite
+    /// yet: an empty snapshot does not drop remote publications (refetched at the end).
+    resync_until: Option<Instant>,
+    /// Set while a PUBLISH whose ETag was looked up is handled again.
+    pub(crate) looked_up: bool,
+    /// Operations issued and failed (timeouts included), for stats.
+    pub(crate) issued: u64,
+    pub(crate) failures: u64,
+}
+
+impl Cluster {
+    pub(crate) fn new(config: &ClusterConfig, generated: String) -> Cluster {
+        let node = if config.node.trim().is_empty() {
+            generated
+        } else {
+            config.node.trim().to_owned()
+        };
+        Cluster {
+            node,
+            timeout: config.timeout,
+            next_op: 0,
+            inflight: HashMap::new(),
+            followed: HashMap::new(),
+            follow_ids: HashMap::new(),
+            next_follow: 0,
+            writing: HashMap::new(),
+            parked: HashMap::new(),
+            next_parked: 0,
+            answers: HashMap::new(),
+            connected: true,
+            resync_until: None,
+            looked_up: false,
+            issued: 0,
+            failures: 0,
+        }
+    }
+}
+
+impl Server {
+    /// This node's name in the store (None: not in cluster mode).
+    pub fn cluster_node(&self) -> Option<&str> {
+        self.cluster.as_ref().map(|c| c.node.as_str())
+    }
+
+    fn cluster_issue(
+        &mut self,
+        now: Instant,
+        op: ClusterOp,
+        purpose: Purpose,
+    ) -> Option<ClusterOpId> {
+        let c = self.cluster.as_mut()?;
+        c.next_op += 1;
+        c.issued += 1;
+        let id = ClusterOpId(c.next_op);
+        c.inflight.insert(id, purpose);
+        let at = now + c.timeout;
+        self.timers.arm(at, Timer::ClusterDeadline(id));
+        self.output.connect(Action::Cluster { id, op });
+        Some(id)
+    }
+
+    /// The PIDF body a publication keeps for the store: a copy in cluster mode (not a view that
+    /// would pin the whole read buffer), nothing on a single node.
+    pub(crate) fn cluster_body(&self, body: &bytes::Bytes) -> bytes::Bytes {
+        if self.cluster.is_some() {
+            bytes::Bytes::copy_from_slice(body)
+        } else {
+            bytes::Bytes::new()
+        }
+    }
+
+    /// Holds a PUBLISH's 200 until `write` is done (true), unless the store is unreachable.
+    pub(crate) fn cluster_defer(
+        &mut self,
+        write: ClusterOpId,
+        conn: ConnId,
+        remote: SocketAddr,
+        msg: &Message,
+        published: Option<(&str, u32)>,
+    ) -> bool {
+        let Some(c) = self.cluster.as_mut() else {
+            return false;
+        };
+        if !c.connected || !c.inflight.contains_key(&write) {
+            return false;
+        }
+        c.answers.insert(
+            write,
+            Answer {
+                conn,
+                remote,
+                msg: msg.clone(),
+                published: published.map(|(e, x)| (e.to_owned(), x)),
+            },
+        );
+        true
+    }
+
+    /// The outcome of a cluster operation.
+    pub fn cluster_result(
+        &mut self,
+        now: Instant,
+        id: ClusterOpId,
+        result: Result<ClusterReply, ClusterError>,
+    ) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let Some(purpose) = c.inflight.remove(&id) else {
+            return;
+        };
+        if let Err(e) = &result {
+            c.failures += 1;
+            // Loud once per outage: the adapter logs the outage itself; failures while
+            // connected are worth a warning each.
+            if c.connected {
+                warn!(?id, error = %e.0, "cluster operation failed");
+            } else {
+                debug!(?id, error = %e.0, "cluster operation failed (store unreachable)");
+            }
+        }
+        match purpose {
+            Purpose::Fetch { aor } => self.fetched(now, &aor, result),
+            Purpose::Write { aor } => {
+                let answer = self.cluster.as_mut().and_then(|c| {
+                    if let Some(n) = c.writing.get_mut(&aor) {
+                        *n -= 1;
+                        if *n == 0 {
+                            c.writing.remove(&aor);
+                        }
+                    }
+                    c.answers.remove(&id)
+                });
+                // Written or not, the publication is this node's: the answer is 200.
+                if let Some(a) = answer {
+                    let published = a.published.as_ref().map(|(e, x)| (e.as_str(), *x));
+                    self.respond_publish(a.conn, a.remote, &a.msg, published);
+                }
+            }
+            Purpose::Lookup { parked } => {
+                let found = match result {
+                    Ok(ClusterReply::Publication(Some(p))) => Some(p),
+                    _ => None,
+                };
+                self.looked_up(now, parked, found);
+            }
+            Purpose::Other => {}
+        }
+        self.close_overflowing(now);
+    }
+
+    /// An operation's deadline passed: it counts as failed.
+    pub(crate) fn cluster_deadline(&mut self, now: Instant, id: ClusterOpId) {
+        if self
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.inflight.contains_key(&id))
+        {
+            self.cluster_result(now, id, Err(ClusterError("timeout".into())));
+        }
+    }
+
+    /// Something the store tells unasked.
+    pub fn cluster_event(&mut self, now: Instant, event: ClusterEvent) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        match event {
+            ClusterEvent::Changed { aor, origin } => {
+                if origin == c.node {
+                    return;
+                }
+                let Some(f) = c.followed.get_mut(&aor) else {
+                    return;
+                };
+                if f.fetching {
+                    f.again = true;
+                } else {
+                    f.fetching = true;
+                    self.cluster_issue(now, ClusterOp::Fetch { aor: aor.clone() }, {
+                        Purpose::Fetch { aor }
+                    });
+                }
+            }
+            ClusterEvent::Disconnected => {
+                if c.connected {
+                    warn!(
+                        "cluster store unreachable: serving from this node's state until it is back"
+                    );
+                }
+                c.connected = false;
+            }
+            ClusterEvent::Connected => {
+                info!(
+                    node = %c.node,
+                    "cluster store reachable: resynchronising"
+                );
+                c.connected = true;
+                let until = now + 2 * c.timeout;
+                c.resync_until = Some(until);
+                self.timers.arm(until, Timer::ClusterResyncEnd);
+                self.cluster_resync(now);
+            }
+        }
+        self.close_overflowing(now);
+    }
+
+    /// The grace period after a reconnection is over: every followed presentity is fetched
+    /// again, and what the store no longer has is dropped now.
+    pub(crate) fn cluster_resync_end(&mut self, now: Instant) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        if c.resync_until.is_none_or(|t| t > now) {
+            return;
+        }
+        c.resync_until = None;
+        let mut fetch: Vec<String> = Vec::new();
+        for (aor, f) in c.followed.iter_mut() {
+            if f.fetching {
+                f.again = true;
+            } else {
+                f.fetching = true;
+                fetch.push(aor.clone());
+            }
+        }
+        fetch.sort_unstable();
+        for aor in fetch {
+            self.cluster_issue(now, ClusterOp::Fetch { aor: aor.clone() }, {
+                Purpose::Fetch { aor }
+            });
+        }
+    }
+
+    /// Rewrites what this node owns and fetches what it follows (the store may have lost it, and
+    /// changes may have been missed).
+    fn cluster_resync(&mut self, now: Instant) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let mut fetch: Vec<String> = Vec::new();
+        for (aor, f) in c.followed.iter_mut() {
+            if f.fetching {
+                f.again = true;
+            } else {
+                f.fetching = true;
+                fetch.push(aor.clone());
+            }
+        }
+        fetch.sort_unstable();
+        let mut local: Vec<PubId> = self
+            .publications
+            .by_id
+            .iter()
+            .filter(|(_, p)| !p.remote && p.expires_at > now)
+            .map(|(id, _)| *id)
+            .collect();
+        local.sort_unstable();
+        let mut subs: Vec<SubId> = self
+            .subscriptions
+            .map
+            .iter()
+            .filter(|(_, s)| s.is_registered())
+            .map(|(id, _)| *id)
+            .collect();
+        subs.sort_unstable();
+        info!(
+            publications = local.len(),
+            subscriptions = subs.len(),
+            followed = fetch.len(),
+            "cluster resynchronisation"
+        );
+        for id in local {
+            self.cluster_write(now, id, None);
+        }
+        for id in subs {
+            self.cluster_watch(now, id, true, false);
+        }
+        for aor in fetch {
+            self.cluster_issue(now, ClusterOp::Fetch { aor: aor.clone() }, {
+                Purpose::Fetch { aor }
+            });
+        }
+    }
+
+    /// Writes publication `id` to the store (`replaces`: its former ETag).
+    pub(crate) fn cluster_write(
+        &mut self,
+        now: Instant,
+        id: PubId,
+        replaces: Option<String>,
+    ) -> Option<ClusterOpId> {
+        let c = self.cluster.as_mut()?;
+        let p = self.publications.by_id.get(&id)?;
+        let entity = self
+            .presentities
+            .get(&p.presentity)
+            .map(|e| e.entity.as_str())
+            .unwrap_or_default();
+        let payload = encode_payload(&c.node, entity, &p.raw);
+        *c.writing.entry(p.presentity.clone()).or_insert(0) += 1;
+        let op = ClusterOp::Publish {
+            aor: p.presentity.clone(),
+            etag: p.etag.clone(),
+            replaces,
+            expires: p.expires_at.saturating_duration_since(now),
+            payload,
+            max: self.config.max_presence_elements.max(1),
+        };
+        let aor = p.presentity.clone();
+        self.cluster_issue(now, op, Purpose::Write { aor })
+    }
+
+    /// Removes a publication of `aor` from the store.
+    pub(crate) fn cluster_unpublish(
+        &mut self,
+        now: Instant,
+        aor: &str,
+        etag: &str,
+    ) -> Option<ClusterOpId> {
+        let c = self.cluster.as_mut()?;
+        *c.writing.entry(aor.to_owned()).or_insert(0) += 1;
+        let op = ClusterOp::Unpublish {
+            aor: aor.to_owned(),
+            etag: etag.to_owned(),
+        };
+        self.cluster_issue(
+            now,
+            op,
+            Purpose::Write {
+                aor: aor.to_owned(),
+            },
+        )
+    }
+
+    /// Writes the watch relations of subscription `id` (`ended`: removes them); `announce`
+    /// tells the nodes that follow the watcher.
+    pub(crate) fn cluster_watch(&mut self, now: Instant, id: SubId, announce: bool, ended: bool) {
+        if self.cluster.is_none() {
+            return;
+        }
+        let Some(s) = self.subscriptions.map.get(&id) else {
+            return;
+        };
+        let presentities = self.watched(id);
+        if presentities.is_empty() {
+            return;
+        }
+        let expires = if ended {
+            Duration::ZERO
+        } else {
+            s.expires_at.saturating_duration_since(now)
+        };
+        if !ended && expires.is_zero() {
+            return;
+        }
+        let op = ClusterOp::Watch {
+            watcher: s.watcher.clone(),
+            dialog: s.dialog_id(),
+            presentities,
+            expires,
+            announce,
+        };
+        self.cluster_issue(now, op, Purpose::Other);
+    }
+
+    /// The presentities whose store state a subscription to `keys` needs: the keys, and the
+    /// accounts behind phone aliases.
+    fn cluster_aors(&self, keys: &[String]) -> Vec<String> {
+        let mut aors: Vec<String> = Vec::with_capacity(keys.len());
+        let mut seen: HashSet<&str> = HashSet::with_capacity(keys.len());
+        for k in keys {
+            for a in [k.as_str(), self.presentities.resolve(k)] {
+                if seen.insert(a) {
+                    aors.push(a.to_owned());
+                }
+            }
+        }
+        aors
+    }
+
+    /// Follows `aor` when not yet followed.
+    fn cluster_follow(&mut self, now: Instant, aor: &str) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        if c.followed.contains_key(aor) {
+            return;
+        }
+        c.next_follow += 1;
+        let id = c.next_follow;
+        c.follow_ids.insert(id, aor.to_owned());
+        c.followed.insert(
+            aor.to_owned(),
+            Followed {
+                id,
+                fetching: true,
+                again: false,
+                settled: false,
+                watches: Vec::new(),
+            },
+        );
+        debug!(presentity = %aor, "following");
+        self.cluster_issue(
+            now,
+            ClusterOp::Follow {
+                aor: aor.to_owned(),
+            },
+            Purpose::Fetch {
+                aor: aor.to_owned(),
+            },
+        );
+    }
+
+    /// Whether a SUBSCRIBE watching `keys` may proceed: every presentity it needs is followed
+    /// and has had its first state. When not, parks it (to be handled again when they have)
+    /// and returns false. Never parks while the store is unreachable.
+    pub(crate) fn cluster_gate(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        remote: SocketAddr,
+        msg: &Message,
+        keys: &[String],
+        members: Option<Vec<Entry>>,
+    ) -> bool {
+        if self.cluster.is_none() {
+            return true;
+        }
+        let aors = self.cluster_aors(keys);
+        for aor in &aors {
+            self.cluster_follow(now, aor);
+        }
+        let Some(c) = self.cluster.as_mut() else {
+            return true;
+        };
+        let wait = c.connected
+            && aors
+                .iter()
+                .any(|a| c.followed.get(a).is_some_and(|f| !f.settled));
+        if !wait {
+            return true;
+        }
+        c.next_parked += 1;
+        let id = c.next_parked;
+        debug!(parked = id, "SUBSCRIBE waits for the cluster store");
+        c.parked.insert(
+            id,
+            Parked {
+                conn,
+                remote,
+                msg: msg.clone(),
+                aors,
+                members,
+            },
+        );
+        false
+    }
+
+    /// For a PUBLISH whose `SIP-If-Match` is unknown here: looks the ETag up in the store and
+    /// parks the request (true), unless it was looked up already or the store is unreachable.
+    pub(crate) fn cluster_lookup_gate(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        remote: SocketAddr,
+        msg: &Message,
+        aor: &str,
+        etag: &str,
+    ) -> bool {
+        let Some(c) = self.cluster.as_mut() else {
+            return false;
+        };
+        if c.looked_up || !c.connected {
+            return false;
+        }
+        c.next_parked += 1;
+        let parked = c.next_parked;
+        debug!(parked, %etag, "PUBLISH waits for an ETag lookup in the cluster store");
+        c.parked.insert(
+            parked,
+            Parked {
+                conn,
+                remote,
+                msg: msg.clone(),
+                aors: Vec::new(),
+                members: None,
+            },
+        );
+        let op = ClusterOp::Lookup {
+            aor: aor.to_owned(),
+            etag: etag.to_owned(),
+        };
+        self.cluster_issue(now, op, Purpose::Lookup { parked });
+        true
+    }
+
+    /// A lookup is done: adopts what it found and handles the PUBLISH again.
+    fn looked_up(&mut self, now: Instant, parked: u64, found: Option<StoredPublication>) {
+        let Some(p) = self.cluster.as_mut().and_then(|c| c.parked.remove(&parked)) else {
+            return;
+        };
+        if let Some(stored) = found {
+            let aor = p
+                .msg
+                .header(&crate::sip::HeaderName::From)
+                .and_then(|v| crate::sip::NameAddr::parse(v))
+                .map(|n| n.uri.aor_key());
+            if let Some(aor) = aor
+                && !self.publications.by_etag.contains_key(&stored.etag)
+            {
+                self.adopt(now, &aor, &stored);
+            }
+        }
+        if !self.is_open(p.conn) {
+            return;
+        }
+        if let Some(c) = self.cluster.as_mut() {
+            c.looked_up = true;
+        }
+        self.handle_request(now, p.conn, Some(p.remote), &p.msg);
+        if let Some(c) = self.cluster.as_mut() {
+            c.looked_up = false;
+        }
+    }
+
+    /// Adds a publication read from the store (remote: replaced by later fetches).
+    fn adopt(&mut self, now: Instant, aor: &str, stored: &StoredPublication) -> Option<PubId> {
+        let Some(payload) = decode_payload(&stored.payload) else {
+            warn!(presentity = %aor, etag = %stored.etag, "unreadable publication in the cluster store");
+            return None;
+        };
+        let doc = match pidf::parse(&payload.pidf) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(presentity = %aor, etag = %stored.etag, error = %e.0, "unreadable PIDF in the cluster store");
+                return None;
+            }
+        };
+        let expires_at = now + stored.expires;
+        let id = self.publications.insert(Publication {
+            etag: stored.etag.clone(),
+            presentity: aor.to_owned(),
+            doc,
+            raw: payload.pidf,
+            expires_at,
+            remote: true,
+        });
+        let p = self.presentities.get_or_create(aor, &payload.entity);
+        p.publications.push(id);
+        self.timers.arm(expires_at, Timer::PublicationExpiry(id));
+        Some(id)
+    }
+
+    /// A `Follow` or `Fetch` of `aor` is done.
+    fn fetched(&mut self, now: Instant, aor: &str, result: Result<ClusterReply, ClusterError>) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let Some(f) = c.followed.get_mut(aor) else {
+            return;
+        };
+        f.fetching = false;
+        let first = !f.settled;
+        f.settled = true;
+        let again = std::mem::take(&mut f.again);
+        match result {
+            Ok(ClusterReply::Snapshot(snap)) => self.apply_snapshot(now, aor, snap),
+            Ok(other) => warn!(presentity = %aor, reply = ?other, "unexpected cluster reply"),
+            Err(_) => {}
+        }
+        if again
+            && let Some(c) = self.cluster.as_mut()
+            && let Some(f) = c.followed.get_mut(aor)
+        {
+            f.fetching = true;
+            self.cluster_issue(
+                now,
+                ClusterOp::Fetch {
+                    aor: aor.to_owned(),
+                },
+                Purpose::Fetch {
+                    aor: aor.to_owned(),
+                },
+            );
+        }
+        if first {
+            self.cluster_release_parked(now);
+        }
+    }
+
+    /// Applies a snapshot of `aor`: its publications and whom it watches.
+    fn apply_snapshot(&mut self, now: Instant, aor: &str, snap: Snapshot) {
+        let writing = self
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.writing.contains_key(aor));
+        // Just after a reconnection, an empty store may not have been rewritten yet.
+        let keep_remote = snap.publications.is_empty()
+            && self
+                .cluster
+                .as_ref()
+                .and_then(|c| c.resync_until)
+                .is_some_and(|t| now < t);
+        let mut changed = false;
+        // What the store no longer has.
+        let present: HashSet<&str> = snap.publications.iter().map(|p| p.etag.as_str()).collect();
+        let current = self
+            .presentities
+            .get(aor)
+            .map(|p| p.publications.clone())
+            .unwrap_or_default();
+        for id in current {
+            let Some(p) = self.publications.by_id.get(&id) else {
+                continue;
+            };
+            if present.contains(p.etag.as_str())
+                || (!p.remote && writing)
+                || (p.remote && keep_remote)
+            {
+                continue;
+            }
+            debug!(presentity = %aor, etag = %p.etag, local = !p.remote, "publication gone from the cluster store");
+            self.publications.remove(id);
+            if let Some(pres) = self.presentities.get_mut(aor) {
+                pres.publications.retain(|x| *x != id);
+            }
+            changed = true;
+        }
+        // What it has that we do not.
+        for stored in &snap.publications {
+            match self.publications.by_etag.get(&stored.etag).copied() {
+                Some(id) => {
+                    if let Some(p) = self.publications.by_id.get_mut(&id)
+                        && p.remote
+                    {
+                        let at = now + stored.expires;
+                        if at > p.expires_at {
+                            p.expires_at = at;
+                            self.timers.arm(at, Timer::PublicationExpiry(id));
+                        }
+                    }
+                }
+                None => {
+                    if self.adopt(now, aor, stored).is_some() {
+                        changed = true;
+                    }
+                }
+            }
+        }
+        // Whom it watches.
+        let mut watches: Vec<(String, Instant)> = snap
+            .watches
+            .into_iter()
+            .filter(|(_, d)| !d.is_zero())
+            .map(|(k, d)| (k, now + d))
+            .collect();
+        watches.sort_unstable();
+        let mut watches_changed = false;
+        let mut next_expiry = None;
+        if let Some(c) = self.cluster.as_mut()
+            && let Some(f) = c.followed.get_mut(aor)
+        {
+            watches_changed = f.watches.len() != watches.len()
+                || f.watches.iter().zip(&watches).any(|(a, b)| a.0 != b.0);
+            next_expiry = watches.iter().map(|(_, at)| *at).min().map(|at| (f.id, at));
+            f.watches = watches;
+        }
+        if let Some((fid, at)) = next_expiry {
+            self.timers.arm(at, Timer::ClusterWatchExpiry(fid));
+        }
+        if changed {
+            debug!(presentity = %aor, "publications changed on another node");
+            self.presentity_changed(now, aor);
+        }
+        if watches_changed {
+            self.cluster_recheck(now, aor);
+        }
+        self.presentities.remove_if_unused(aor);
+    }
+
+    /// Re-checks the access of every watch of `aor` (and of its aliases): whom it watches
+    /// changed.
+    fn cluster_recheck(&mut self, now: Instant, aor: &str) {
+        let mut keys = vec![aor.to_owned()];
+        if let Some(p) = self.presentities.get(aor) {
+            keys.extend(p.aliases.iter().cloned());
+        }
+        for key in keys {
+            let watches = self
+                .presentities
+                .get(&key)
+                .map(|p| p.watchers.clone())
+                .unwrap_or_default();
+            for w in watches {
+                self.recheck_watch(now, w, &key);
+            }
+        }
+    }
+
+    /// A relation in a followed presentity's watch set may have expired.
+    pub(crate) fn cluster_watch_timer(&mut self, now: Instant, fid: u64) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let Some(aor) = c.follow_ids.get(&fid).cloned() else {
+            return;
+        };
+        let Some(f) = c.followed.get_mut(&aor) else {
+            return;
+        };
+        let before = f.watches.len();
+        f.watches.retain(|(_, at)| *at > now);
+        let next = f.watches.iter().map(|(_, at)| *at).min();
+        let expired = f.watches.len() != before;
+        if let Some(at) = next {
+            self.timers.arm(at, Timer::ClusterWatchExpiry(fid));
+        }
+        if expired {
+            self.cluster_recheck(now, &aor);
+        }
+    }
+
+    /// Whether `owner` watches `watcher` (or one of its phone aliases) according to the store.
+    pub(crate) fn cluster_watches(&self, owner: &str, watcher: &str) -> bool {
+        let Some(f) = self.cluster.as_ref().and_then(|c| c.followed.get(owner)) else {
+            return false;
+        };
+        if f.watches.is_empty() {
+            return false;
+        }
+        let aliases = self.presentities.get(watcher).map(|p| p.aliases.as_slice());
+        f.watches
+            .iter()
+            .any(|(k, _)| k == watcher || aliases.is_some_and(|a| a.iter().any(|x| x == k)))
+    }
+
+    /// Handles again the parked SUBSCRIBEs whose presentities all have their first state.
+    fn cluster_release_parked(&mut self, now: Instant) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let mut ready: Vec<u64> = c
+            .parked
+            .iter()
+            .filter(|(_, p)| {
+                !p.aors.is_empty()
+                    && p.aors
+                        .iter()
+                        .all(|a| c.followed.get(a).is_none_or(|f| f.settled))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        ready.sort_unstable();
+        for id in ready {
+            let Some(p) = self.cluster.as_mut().and_then(|c| c.parked.remove(&id)) else {
+                continue;
+            };
+            if self.is_open(p.conn) {
+                self.accounts.prefetched = p.members;
+                self.handle_request(now, p.conn, Some(p.remote), &p.msg);
+                self.accounts.prefetched = None;
+            }
+            for aor in &p.aors {
+                self.cluster_release(now, aor);
+            }
+        }
+    }
+
+    /// Whether this node still needs the changes of `aor`: it, or one of its aliases, has
+    /// watchers here, or a parked request waits for it.
+    fn cluster_needed(&self, aor: &str) -> bool {
+        let has_watchers = |k: &str| {
+            self.presentities
+                .get(k)
+                .is_some_and(|p| !p.watchers.is_empty())
+        };
+        if has_watchers(aor)
+            || self
+                .presentities
+                .get(aor)
+                .is_some_and(|p| p.aliases.iter().any(|a| has_watchers(a)))
+        {
+            return true;
+        }
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| c.parked.values().any(|p| p.aors.iter().any(|a| a == aor)))
+    }
+
+    /// A watch of `key` ended: unfollows `key` (and the account behind it) when no longer needed.
+    pub(crate) fn cluster_release(&mut self, now: Instant, key: &str) {
+        if self.cluster.is_none() {
+            return;
+        }
+        let target = self.presentities.resolve(key).to_owned();
+        for aor in [key.to_owned(), target] {
+            let followed = self
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.followed.contains_key(&aor));
+            if !followed || self.cluster_needed(&aor) {
+                continue;
+            }
+            if let Some(c) = self.cluster.as_mut()
+                && let Some(f) = c.followed.remove(&aor)
+            {
+                c.follow_ids.remove(&f.id);
+            }
+            debug!(presentity = %aor, "unfollowing");
+            // Its remote publications would go stale: dropped.
+            let remote: Vec<PubId> = self
+                .presentities
+                .get(&aor)
+                .map(|p| {
+                    p.publications
+                        .iter()
+                        .copied()
+                        .filter(|id| self.publications.by_id.get(id).is_some_and(|x| x.remote))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for id in remote {
+                self.publications.remove(id);
+                if let Some(p) = self.presentities.get_mut(&aor) {
+                    p.publications.retain(|x| *x != id);
+                }
+            }
+            if let Some(p) = self.presentities.get_mut(&aor) {
+                p.invalidate_documents();
+            }
+            self.cluster_issue(
+                now,
+                ClusterOp::Unfollow { aor: aor.clone() },
+                Purpose::Other,
+            );
+            self.presentities.remove_if_unused(&aor);
+        }
+    }
+
+    /// A remote publication expired here: the store may know a refresh whose announcement was
+    /// missed.
+    pub(crate) fn cluster_expired(&mut self, now: Instant, aor: &str) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let Some(f) = c.followed.get_mut(aor) else {
+            return;
+        };
+        if f.fetching {
+            f.again = true;
+            return;
+        }
+        f.fetching = true;
+        self.cluster_issue(
+            now,
+            ClusterOp::Fetch {
+                aor: aor.to_owned(),
+            },
+            Purpose::Fetch {
+                aor: aor.to_owned(),
+            },
+        );
+    }
+}

@@ -1,0 +1,664 @@
+//! Cluster mode in simulation: two or three cores ([`Sim`]s on one fake clock) share an
+//! in-memory fake of the store semantics the Redis adapter implements (publications with expiry,
+//! per-presentity index, watch sets with expiry, change channels), driven by the test: every
+//! operation a core asks for is answered at once (or fails, or is held, as the test says), and
+//! every change is announced to the cores that follow its presentity.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use presence_proto::sip::{HeaderName, Message};
+use presence_proto::{
+    ClusterConfig, ClusterError, ClusterEvent, ClusterOp, ClusterOpId, ClusterReply, Config,
+    Snapshot, StoredPublication,
+};
+use presence_tests::sim::{Dialog, Sim, Ua, body, header};
+
+/// A stored publication: payload, expiry and creation order (store clock).
+#[derive(Debug, Clone)]
+struct Stored {
+    payload: bytes::Bytes,
+    expires_at: Duration,
+    created: u64,
+}
+
+/// The fake store: what the Redis scripts keep, on the simulation's clock (time since start,
+/// the same on every node since they advance together).
+#[derive(Debug, Default)]
+struct FakeStore {
+    pubs: BTreeMap<(String, String), Stored>,
+    /// watcher → member (`presentity\ndialog`) → expiry.
+    watch: BTreeMap<String, BTreeMap<String, Duration>>,
+    /// node index → followed AORs.
+    followers: BTreeMap<usize, BTreeSet<String>>,
+    /// Announcements not yet delivered: (aor, origin node name).
+    events: VecDeque<(String, String)>,
+    created: u64,
+    /// Every operation seen, per node, for assertions.
+    log: Vec<(usize, ClusterOp)>,
+}
+
+impl FakeStore {
+    fn snapshot(&mut self, aor: &str, now: Duration) -> Snapshot {
+        self.pubs.retain(|_, p| p.expires_at > now);
+        let mut pubs: Vec<(&(String, String), &Stored)> =
+            self.pubs.iter().filter(|((a, _), _)| a == aor).collect();
+        pubs.sort_by_key(|(_, p)| p.created);
+        let publications = pubs
+            .into_iter()
+            .map(|((_, etag), p)| StoredPublication {
+                etag: etag.clone(),
+                expires: p.expires_at - now,
+                payload: p.payload.clone(),
+            })
+            .collect();
+        let mut watches: BTreeMap<String, Duration> = BTreeMap::new();
+        if let Some(set) = self.watch.get_mut(aor) {
+            set.retain(|_, at| *at > now);
+            for (member, at) in set.iter() {
+                let presentity = member.split('\n').next().unwrap_or_default().to_owned();
+                let left = *at - now;
+                let e = watches.entry(presentity).or_default();
+                *e = (*e).max(left);
+            }
+        }
+        Snapshot {
+            publications,
+            watches: watches.into_iter().collect(),
+        }
+    }
+
+    fn apply(
+        &mut self,
+        node: usize,
+        node_name: &str,
+        op: &ClusterOp,
+        now: Duration,
+    ) -> ClusterReply {
+        self.log.push((node, op.clone()));
+        match op {
+            ClusterOp::Follow { aor } => {
+                self.followers.entry(node).or_default().insert(aor.clone());
+                ClusterReply::Snapshot(self.snapshot(aor, now))
+            }
+            ClusterOp::Unfollow { aor } => {
+                self.followers.entry(node).or_default().remove(aor);
+                ClusterReply::Done
+            }
+            ClusterOp::Fetch { aor } => ClusterReply::Snapshot(self.snapshot(aor, now)),
+            ClusterOp::Publish {
+                aor,
+                etag,
+                replaces,
+                expires,
+                payload,
+                max,
+            } => {
+                self.created += 1;
+                let mut created = self.created;
+                if let Some(old) = replaces
+                    && let Some(p) = self.pubs.remove(&(aor.clone(), old.clone()))
+                {
+                    created = p.created;
+                }
+                self.pubs.insert(
+                    (aor.clone(), etag.clone()),
+                    Stored {
+                        payload: payload.clone(),
+                        expires_at: now + *expires,
+                        created,
+                    },
+                );
+                let mut mine: Vec<(u64, String)> = self
+                    .pubs
+                    .iter()
+                    .filter(|((a, _), p)| a == aor && p.expires_at > now)
+                    .map(|((_, e), p)| (p.created, e.clone()))
+                    .collect();
+                mine.sort();
+                while mine.len() > *max {
+                    let (_, e) = mine.remove(0);
+                    self.pubs.remove(&(aor.clone(), e));
+                }
+                self.events.push_back((aor.clone(), node_name.to_owned()));
+                ClusterReply::Done
+            }
+            ClusterOp::Unpublish { aor, etag } => {
+                self.pubs.remove(&(aor.clone(), etag.clone()));
+                self.events.push_back((aor.clone(), node_name.to_owned()));
+                ClusterReply::Done
+            }
+            ClusterOp::Lookup { aor, etag } => {
+                let found = self
+                    .pubs
+                    .get(&(aor.clone(), etag.clone()))
+                    .filter(|p| p.expires_at > now)
+                    .map(|p| StoredPublication {
+                        etag: etag.clone(),
+                        expires: p.expires_at - now,
+                        payload: p.payload.clone(),
+                    });
+                ClusterReply::Publication(found)
+            }
+            ClusterOp::Watch {
+                watcher,
+                dialog,
+                presentities,
+                expires,
+                announce,
+            } => {
+                let set = self.watch.entry(watcher.clone()).or_default();
+                for p in presentities {
+                    let member = format!("{p}\n{dialog}");
+                    if expires.is_zero() {
+                        set.remove(&member);
+                    } else {
+                        set.insert(member, now + *expires);
+                    }
+                }
+                if *announce {
+                    self.events
+                        .push_back((watcher.clone(), node_name.to_owned()));
+                }
+                ClusterReply::Done
+            }
+        }
+    }
+}
+
+/// How the store answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Up,
+    /// Every operation fails at once.
+    Down,
+    /// Operations are held without an answer (a store that hangs).
+    Hang,
+}
+
+struct Cluster {
+    nodes: Vec<Sim>,
+    store: FakeStore,
+    mode: Mode,
+    held: Vec<(usize, ClusterOpId, ClusterOp)>,
+}
+
+fn config(node: &str, bypass: bool) -> Config {
+    Config {
+        bypass_condition: bypass.then(|| "sim-ua".to_owned()),
+        cluster: Some(ClusterConfig {
+            node: node.to_owned(),
+            timeout: Duration::from_secs(2),
+        }),
+        ..Config::default()
+    }
+}
+
+impl Cluster {
+    fn new(n: usize, bypass: bool) -> Cluster {
+        let nodes = (0..n)
+            .map(|i| Sim::with_seed(config(&format!("n{i}"), bypass), 100 + i as u64))
+            .collect();
+        let mut c = Cluster {
+            nodes,
+            store: FakeStore::default(),
+            mode: Mode::Up,
+            held: Vec::new(),
+        };
+        c.settle();
+        c
+    }
+
+    /// Store time (the same on every node).
+    fn now(&self) -> Duration {
+        self.nodes[0].now - self.nodes[0].start
+    }
+
+    /// Answers every operation and delivers every announcement until nothing moves.
+    fn settle(&mut self) {
+        loop {
+            let mut moved = false;
+            for i in 0..self.nodes.len() {
+                while let Some((id, op)) = self.nodes[i].cluster_ops.pop_front() {
+                    moved = true;
+                    let result = match self.mode {
+                        Mode::Up => {
+                            let name = self.nodes[i].server.cluster_node().unwrap().to_owned();
+                            let now = self.now();
+                            Ok(self.store.apply(i, &name, &op, now))
+                        }
+                        Mode::Down => {
+                            self.store.log.push((i, op.clone()));
+                            Err(ClusterError("store down".into()))
+                        }
+                        Mode::Hang => {
+                            self.held.push((i, id, op));
+                            continue;
+                        }
+                    };
+                    let sim = &mut self.nodes[i];
+                    sim.server.cluster_result(sim.now, id, result);
+                    sim.pump();
+                }
+            }
+            while let Some((aor, origin)) = self.store.events.pop_front() {
+                moved = true;
+                for i in 0..self.nodes.len() {
+                    if self
+                        .store
+                        .followers
+                        .get(&i)
+                        .is_some_and(|f| f.contains(&aor))
+                    {
+                        let sim = &mut self.nodes[i];
+                        let event = ClusterEvent::Changed {
+                            aor: aor.clone(),
+                            origin: origin.clone(),
+                        };
+                        sim.server.cluster_event(sim.now, event);
+                        sim.pump();
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// Moves every node's clock forward together (the store answering in between).
+    fn advance(&mut self, d: Duration) {
+        let step = Duration::from_millis(100);
+        let mut left = d;
+        while !left.is_zero() {
+            let s = step.min(left);
+            for n in &mut self.nodes {
+                n.advance(s);
+            }
+            self.settle();
+            left -= s;
+        }
+    }
+
+    fn event(&mut self, node: usize, event: ClusterEvent) {
+        let sim = &mut self.nodes[node];
+        sim.server.cluster_event(sim.now, event);
+        sim.pump();
+        self.settle();
+    }
+
+    fn ua(&mut self, node: usize, user: &str) -> Ua {
+        Ua::new(&mut self.nodes[node], user)
+    }
+
+    fn publish(
+        &mut self,
+        node: usize,
+        ua: &mut Ua,
+        body: Option<&str>,
+        expires: Option<u32>,
+        etag: Option<&str>,
+    ) -> Message {
+        let m = ua.publish_msg(body, expires, etag);
+        self.nodes[node].send(ua.conn, m);
+        self.settle();
+        ua.expect_response(&mut self.nodes[node])
+    }
+
+    fn subscribe(&mut self, node: usize, ua: &mut Ua, target: &str) -> Dialog {
+        let (m, mut d) = ua.subscribe_msg(target, Some(600), "");
+        self.nodes[node].send(ua.conn, m);
+        self.settle();
+        let r = ua.expect_response(&mut self.nodes[node]);
+        assert_eq!(r.status(), Some(200));
+        d.learn_to_tag(&r);
+        d
+    }
+
+    fn notify(&mut self, node: usize, ua: &Ua) -> Message {
+        let n = ua.expect_notify(&mut self.nodes[node], 200);
+        self.settle();
+        n
+    }
+
+    fn nothing(&mut self, node: usize, ua: &Ua) {
+        let left = self.nodes[node].recv_all(ua.conn);
+        assert!(
+            left.is_empty(),
+            "unexpected: {:?}",
+            left.iter().map(|m| m.start.clone()).collect::<Vec<_>>()
+        );
+    }
+
+    fn ops_of(&self, node: usize) -> Vec<&ClusterOp> {
+        self.store
+            .log
+            .iter()
+            .filter(|(n, _)| *n == node)
+            .map(|(_, op)| op)
+            .collect()
+    }
+}
+
+fn etag(r: &Message) -> String {
+    header(r, HeaderName::SipEtag).expect("SIP-ETag")
+}
+
+#[test]
+fn a_publish_on_one_node_notifies_watchers_on_another() {
+    let mut c = Cluster::new(2, true);
+    let mut bob = c.ua(1, "bob");
+    let mut alice = c.ua(0, "alice");
+    c.subscribe(1, &mut bob, "sip:alice@example.org");
+    let first = c.notify(1, &bob);
+    assert!(
+        body(&first).contains("No presence information"),
+        "{}",
+        body(&first)
+    );
+    assert!(
+        c.ops_of(1)
+            .iter()
+            .any(|op| matches!(op, ClusterOp::Follow { aor } if aor == "alice@example.org")),
+        "node 1 follows alice"
+    );
+
+    let doc = alice.pidf("t1", "on node 0", Some("busy"));
+    let r = c.publish(0, &mut alice, Some(&doc), Some(600), None);
+    assert_eq!(r.status(), Some(200));
+    let n = c.notify(1, &bob);
+    let b = body(&n);
+    assert!(b.contains("on node 0") && b.contains("busy"), "{b}");
+    c.nothing(1, &bob);
+
+    // A modification on node 0: one NOTIFY on node 1.
+    let tag = etag(&r);
+    let doc2 = alice.pidf("t1", "modified", None);
+    let r2 = c.publish(0, &mut alice, Some(&doc2), Some(600), Some(&tag));
+    assert_eq!(r2.status(), Some(200));
+    let n = c.notify(1, &bob);
+    assert!(body(&n).contains("modified") && !body(&n).contains("on node 0"));
+    c.nothing(1, &bob);
+
+    // Removal on node 0: node 1's watcher is told.
+    let r3 = c.publish(0, &mut alice, None, Some(0), Some(&etag(&r2)));
+    assert_eq!(r3.status(), Some(200));
+    let n = c.notify(1, &bob);
+    assert!(body(&n).contains("No presence information"), "{}", body(&n));
+}
+
+#[test]
+fn a_subscription_on_a_second_node_starts_with_what_the_first_received() {
+    let mut c = Cluster::new(2, true);
+    let mut alice = c.ua(0, "alice");
+    let doc = alice.pidf("t1", "published early", None);
+    assert_eq!(
+        c.publish(0, &mut alice, Some(&doc), Some(300), None)
+            .status(),
+        Some(200)
+    );
+    // The SUBSCRIBE waits for the store's state: its first NOTIFY has the tuple.
+    let mut bob = c.ua(1, "bob");
+    c.subscribe(1, &mut bob, "sip:alice@example.org");
+    let n = c.notify(1, &bob);
+    assert!(body(&n).contains("published early"), "{}", body(&n));
+    // Expiry on node 0 reaches node 1 through its own copy's expiry.
+    c.advance(Duration::from_secs(299));
+    c.nothing(1, &bob);
+    c.advance(Duration::from_secs(2));
+    let n = c.notify(1, &bob);
+    assert!(body(&n).contains("No presence information"), "{}", body(&n));
+}
+
+#[test]
+fn a_refresh_with_sip_if_match_is_served_by_another_node() {
+    let mut c = Cluster::new(3, true);
+    let mut carol = c.ua(2, "carol");
+    c.subscribe(2, &mut carol, "sip:alice@example.org");
+    c.notify(2, &carol);
+
+    let mut alice0 = c.ua(0, "alice");
+    let doc = alice0.pidf("t1", "first", None);
+    let r = c.publish(0, &mut alice0, Some(&doc), Some(600), None);
+    let e1 = etag(&r);
+    assert!(body(&c.notify(2, &carol)).contains("first"));
+
+    // The proxy sends the refresh to node 1, which never saw the publication.
+    let mut alice1 = c.ua(1, "alice");
+    let r = c.publish(1, &mut alice1, None, Some(600), Some(&e1));
+    assert_eq!(r.status(), Some(200), "{:?}", r.start);
+    let e2 = etag(&r);
+    assert_ne!(e1, e2);
+    assert!(
+        c.ops_of(1)
+            .iter()
+            .any(|op| matches!(op, ClusterOp::Lookup { etag, .. } if *etag == e1))
+    );
+    // The watcher on node 2 is told of the refresh, still one tuple.
+    let n = c.notify(2, &carol);
+    assert_eq!(body(&n).matches("<tuple").count(), 1, "{}", body(&n));
+    assert!(body(&n).contains("first"));
+
+    // A modification with the new ETag, back on node 0 (which dropped its copy): served too.
+    let doc2 = alice0.pidf("t1", "second", None);
+    let r = c.publish(0, &mut alice0, Some(&doc2), Some(600), Some(&e2));
+    assert_eq!(r.status(), Some(200), "{:?}", r.start);
+    let n = c.notify(2, &carol);
+    assert!(body(&n).contains("second") && !body(&n).contains("first"));
+    assert_eq!(body(&n).matches("<tuple").count(), 1, "{}", body(&n));
+
+    // The superseded ETag is unknown everywhere.
+    let r = c.publish(1, &mut alice1, None, Some(600), Some(&e1));
+    assert_eq!(r.status(), Some(412));
+    // The store holds exactly one publication of alice.
+    assert_eq!(c.store.pubs.len(), 1);
+}
+
+#[test]
+fn an_unknown_etag_is_412_after_the_lookup() {
+    let mut c = Cluster::new(2, false);
+    let mut alice = c.ua(1, "alice");
+    let r = c.publish(1, &mut alice, None, Some(600), Some("nosuchetag"));
+    assert_eq!(r.status(), Some(412));
+    assert_eq!(c.ops_of(1).len(), 1, "{:?}", c.ops_of(1));
+}
+
+#[test]
+fn the_mutual_rule_works_across_nodes() {
+    let mut c = Cluster::new(2, false);
+    let mut alice = c.ua(0, "alice");
+    let mut bob = c.ua(1, "bob");
+    let doc = alice.pidf("t1", "secret", None);
+    c.publish(0, &mut alice, Some(&doc), Some(600), None);
+
+    // Bob watches alice on node 1: alice does not watch bob, restricted document.
+    let _db = c.subscribe(1, &mut bob, "sip:alice@example.org");
+    let n = c.notify(1, &bob);
+    assert!(!body(&n).contains("secret"), "{}", body(&n));
+
+    // Alice watches bob on node 0: bob is re-notified with the full document.
+    let mut da = c.subscribe(0, &mut alice, "sip:bob@example.org");
+    c.notify(0, &alice);
+    let n = c.notify(1, &bob);
+    assert!(body(&n).contains("secret"), "{}", body(&n));
+    c.nothing(1, &bob);
+
+    // Alice's refresh does not change anything for bob.
+    let m = alice.resubscribe_msg(&mut da, 600);
+    c.nodes[0].send(alice.conn, m);
+    c.settle();
+    assert_eq!(alice.expect_response(&mut c.nodes[0]).status(), Some(200));
+    c.notify(0, &alice);
+    c.nothing(1, &bob);
+
+    // Alice unsubscribes: bob is downgraded.
+    let m = alice.resubscribe_msg(&mut da, 0);
+    c.nodes[0].send(alice.conn, m);
+    c.settle();
+    assert_eq!(alice.expect_response(&mut c.nodes[0]).status(), Some(200));
+    c.notify(0, &alice);
+    let n = c.notify(1, &bob);
+    assert!(!body(&n).contains("secret"), "{}", body(&n));
+}
+
+#[test]
+fn a_new_watcher_sees_a_mutual_relation_made_on_another_node() {
+    let mut c = Cluster::new(2, false);
+    let mut alice = c.ua(0, "alice");
+    let doc = alice.pidf("t1", "secret", None);
+    c.publish(0, &mut alice, Some(&doc), Some(600), None);
+    c.subscribe(0, &mut alice, "sip:bob@example.org");
+    c.notify(0, &alice);
+    // Bob subscribes later, on node 1: his first NOTIFY is already full.
+    let mut bob = c.ua(1, "bob");
+    c.subscribe(1, &mut bob, "sip:alice@example.org");
+    let n = c.notify(1, &bob);
+    assert!(body(&n).contains("secret"), "{}", body(&n));
+    // ...and alice, watching bob on node 0, now may see bob's state (as on one node, she is
+    // re-notified; bob publishes nothing).
+    let n = c.notify(0, &alice);
+    assert!(body(&n).contains("No presence information"), "{}", body(&n));
+    c.nothing(0, &alice);
+}
+
+#[test]
+fn a_node_unfollows_when_its_last_watcher_goes() {
+    let mut c = Cluster::new(2, true);
+    let mut bob = c.ua(1, "bob");
+    let mut d = c.subscribe(1, &mut bob, "sip:alice@example.org");
+    c.notify(1, &bob);
+    assert!(c.store.followers[&1].contains("alice@example.org"));
+    let m = bob.resubscribe_msg(&mut d, 0);
+    c.nodes[1].send(bob.conn, m);
+    c.settle();
+    assert_eq!(bob.expect_response(&mut c.nodes[1]).status(), Some(200));
+    c.notify(1, &bob);
+    assert!(!c.store.followers[&1].contains("alice@example.org"));
+    // Changes of alice no longer reach node 1.
+    let mut alice = c.ua(0, "alice");
+    let doc = alice.pidf("t1", "x", None);
+    c.publish(0, &mut alice, Some(&doc), Some(600), None);
+    assert!(
+        !c.ops_of(1)
+            .iter()
+            .any(|op| matches!(op, ClusterOp::Fetch { .. })),
+        "{:?}",
+        c.ops_of(1)
+    );
+}
+
+#[test]
+fn a_store_that_hangs_delays_a_subscribe_by_the_timeout_only() {
+    let mut c = Cluster::new(2, true);
+    c.mode = Mode::Hang;
+    let mut bob = c.ua(1, "bob");
+    let (m, _) = bob.subscribe_msg("sip:alice@example.org", Some(600), "");
+    c.nodes[1].send(bob.conn, m);
+    c.settle();
+    assert!(c.nodes[1].recv_all(bob.conn).is_empty(), "parked");
+    c.advance(Duration::from_millis(2100));
+    let r = bob.expect_response(&mut c.nodes[1]);
+    assert_eq!(r.status(), Some(200));
+    bob.expect_notify(&mut c.nodes[1], 200);
+    // A late answer is ignored.
+    let held = std::mem::take(&mut c.held);
+    for (i, id, _) in held {
+        let sim = &mut c.nodes[i];
+        sim.server
+            .cluster_result(sim.now, id, Ok(ClusterReply::Snapshot(Snapshot::default())));
+        sim.pump();
+    }
+    c.nothing(1, &bob);
+}
+
+#[test]
+fn without_the_store_a_node_serves_alone_and_resynchronises_when_it_is_back() {
+    let mut c = Cluster::new(2, true);
+    c.mode = Mode::Down;
+    c.event(0, ClusterEvent::Disconnected);
+    c.event(1, ClusterEvent::Disconnected);
+    // Node 0 serves a PUBLISH and a local watcher while the store is down.
+    let mut alice = c.ua(0, "alice");
+    let mut carol = c.ua(0, "carol");
+    c.subscribe(0, &mut carol, "sip:alice@example.org");
+    c.notify(0, &carol);
+    let doc = alice.pidf("t1", "during the outage", None);
+    let r = c.publish(0, &mut alice, Some(&doc), Some(600), None);
+    assert_eq!(r.status(), Some(200));
+    assert!(body(&c.notify(0, &carol)).contains("during the outage"));
+    // Node 1's watcher is answered at once (not parked), from node 1's state.
+    let mut bob = c.ua(1, "bob");
+    c.subscribe(1, &mut bob, "sip:alice@example.org");
+    let n = c.notify(1, &bob);
+    assert!(body(&n).contains("No presence information"));
+    // An unknown ETag: 412 at once, no lookup.
+    let mut alice1 = c.ua(1, "alice");
+    assert_eq!(
+        c.publish(1, &mut alice1, None, Some(600), Some(&etag(&r)))
+            .status(),
+        Some(412)
+    );
+
+    // The store is back (empty): both nodes resynchronise; node 1 learns alice's publication.
+    c.mode = Mode::Up;
+    c.advance(Duration::from_secs(10));
+    // The adapter re-subscribed the channels before saying Connected.
+    c.store
+        .followers
+        .entry(1)
+        .or_default()
+        .insert("alice@example.org".into());
+    c.store
+        .followers
+        .entry(0)
+        .or_default()
+        .insert("alice@example.org".into());
+    c.event(0, ClusterEvent::Connected);
+    c.event(1, ClusterEvent::Connected);
+    let n = c.notify(1, &bob);
+    assert!(body(&n).contains("during the outage"), "{}", body(&n));
+    assert_eq!(c.store.pubs.len(), 1);
+    // Carol's watch relation is in the store again.
+    assert!(c.store.watch.contains_key("carol@example.org"));
+    // And the refresh that failed during the outage now works on node 1.
+    let r2 = c.publish(1, &mut alice1, None, Some(600), Some(&etag(&r)));
+    assert_eq!(r2.status(), Some(200));
+}
+
+#[test]
+fn a_single_node_never_asks_the_store() {
+    let mut sim = Sim::new(Config {
+        bypass_condition: Some("sim-ua".into()),
+        ..Config::default()
+    });
+    let mut alice = Ua::new(&mut sim, "alice");
+    let mut bob = Ua::new(&mut sim, "bob");
+    bob.subscribe(&mut sim, "sip:alice@example.org", Some(600));
+    bob.expect_notify(&mut sim, 200);
+    let doc = alice.pidf("t1", "x", None);
+    alice.publish(&mut sim, Some(&doc), Some(600), None);
+    bob.expect_notify(&mut sim, 200);
+    assert!(sim.cluster_ops.is_empty());
+    assert!(sim.server.cluster_node().is_none());
+}
+
+#[test]
+fn a_publish_is_answered_once_its_write_is_done_or_timed_out() {
+    let mut c = Cluster::new(2, true);
+    c.mode = Mode::Hang;
+    let mut alice = c.ua(0, "alice");
+    let doc = alice.pidf("t1", "x", None);
+    let m = alice.publish_msg(Some(&doc), Some(600), None);
+    c.nodes[0].send(alice.conn, m);
+    c.settle();
+    assert!(c.nodes[0].recv_all(alice.conn).is_empty(), "held");
+    c.advance(Duration::from_millis(2100));
+    let r = alice.expect_response(&mut c.nodes[0]);
+    assert_eq!(r.status(), Some(200));
+    assert!(header(&r, HeaderName::SipEtag).is_some());
+    // Up again: answered as soon as the store has it.
+    c.mode = Mode::Up;
+    let r2 = c.publish(0, &mut alice, None, Some(600), Some(&etag(&r)));
+    assert_eq!(r2.status(), Some(200));
+    assert_eq!(c.store.pubs.len(), 1);
+}
