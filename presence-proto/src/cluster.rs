@@ -60,6 +60,19 @@ pub enum ClusterOp {
         expires: Duration,
         announce: bool,
     },
+    /// Store (for `expires`) the record of the subscription dialog `call_id`/`tag` (our tag),
+    /// [`encode_dialog`]'s bytes, or (`expires` zero, `record` empty) remove it if this node
+    /// or `previous` (the node this one took the dialog over from) wrote it: a dialog another
+    /// node took over since stays. [`ClusterReply::Done`].
+    Dialog {
+        call_id: String,
+        tag: String,
+        expires: Duration,
+        record: Bytes,
+        previous: Option<String>,
+    },
+    /// Read the record of a subscription dialog: [`ClusterReply::Dialog`].
+    LookupDialog { call_id: String, tag: String },
 }
 
 /// One stored publication.
@@ -88,6 +101,16 @@ pub enum ClusterReply {
     Done,
     Snapshot(Snapshot),
     Publication(Option<StoredPublication>),
+    Dialog(Option<StoredDialog>),
+}
+
+/// One stored subscription dialog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDialog {
+    /// Time left before the subscription expires.
+    pub expires: Duration,
+    /// [`encode_dialog`]'s bytes.
+    pub record: Bytes,
 }
 
 /// Why an operation failed (store unreachable, timeout, bad reply): logged, and the request that
@@ -148,6 +171,230 @@ pub fn decode_payload(payload: &Bytes) -> Option<Payload> {
     })
 }
 
+/// Version tag of the stored dialog format.
+const DIALOG_VERSION: &[u8] = b"D1\n";
+
+/// A resource-list subscription's own state in a [`DialogRecord`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredList {
+    /// The list URI, as the subscriber wrote it.
+    pub uri: String,
+    /// Host part of the `Content-ID`s.
+    pub cid_host: String,
+    pub deflate: bool,
+    pub boundary: String,
+    /// The RLMI versions stay below this, as the NOTIFY CSeqs below the record's ceiling.
+    pub version_ceiling: u32,
+    /// The resources: URI as written, presentity key, display name.
+    pub resources: Vec<(String, String, Option<String>)>,
+}
+
+/// What a node needs to continue a subscription dialog another node created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialogRecord {
+    /// The node that wrote it (only that node removes it).
+    pub node: String,
+    pub call_id: String,
+    pub local_tag: String,
+    pub remote_tag: String,
+    /// Highest CSeq seen from the subscriber.
+    pub remote_cseq: u32,
+    /// Watcher and presentity keys, and the presentity's entity URI (both empty for a list).
+    pub watcher: String,
+    pub presentity: String,
+    pub entity: String,
+    /// Request-URI of the NOTIFYs and where they go.
+    pub request_uri: String,
+    pub next_hop_host: String,
+    pub next_hop_port: u16,
+    pub has_routes: bool,
+    /// The subscriber talks to us directly (no route set, one Via): NOTIFYs go back on the
+    /// connection of its requests.
+    pub direct: bool,
+    pub bypass: bool,
+    /// The dialog's NOTIFYs stay below this (the writing node rewrites the record halfway
+    /// there): a node taking over continues after it.
+    pub cseq_ceiling: u32,
+    /// A resource-list subscription's state (None: a single subscription).
+    pub list: Option<StoredList>,
+    /// The NOTIFYs' fixed header lines.
+    pub fixed: Bytes,
+}
+
+/// Writes `s` on one line, `\\` and newlines escaped.
+fn push_escaped(out: &mut Vec<u8>, s: &str) {
+    for b in s.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            _ => out.push(b),
+        }
+    }
+    out.push(b'\n');
+}
+
+fn unescape(s: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next()? {
+                'n' => out.push('\n'),
+                '\\' => out.push('\\'),
+                _ => return None,
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
+/// The first bytes of every dialog record `node` writes.
+pub fn dialog_owner_prefix(node: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(DIALOG_VERSION.len() + node.len() + 1);
+    p.extend_from_slice(DIALOG_VERSION);
+    p.extend_from_slice(node.as_bytes());
+    p.push(b'\n');
+    p
+}
+
+/// A dialog record: `D1\n`, then one field a line (the flags as `0`/`1`); `-` for a single
+/// subscription, or `L` and the list's fields, its resource count and three lines per
+/// resource (URI, key, `-` or `+` then the name; escaped); then the fixed header lines up to
+/// the end.
+pub fn encode_dialog(d: &DialogRecord) -> Bytes {
+    let mut out = dialog_owner_prefix(&d.node);
+    out.reserve(256 + d.fixed.len());
+    let mut num = itoa::Buffer::new();
+    for field in [
+        d.call_id.as_str(),
+        &d.local_tag,
+        &d.remote_tag,
+        num.format(d.remote_cseq),
+        &d.watcher,
+        &d.presentity,
+        &d.entity,
+        &d.request_uri,
+        &d.next_hop_host,
+    ] {
+        out.extend_from_slice(field.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(num.format(d.next_hop_port).as_bytes());
+    out.push(b'\n');
+    for flag in [d.has_routes, d.direct, d.bypass] {
+        out.push(if flag { b'1' } else { b'0' });
+    }
+    out.push(b'\n');
+    out.extend_from_slice(num.format(d.cseq_ceiling).as_bytes());
+    out.push(b'\n');
+    match &d.list {
+        None => out.extend_from_slice(b"-\n"),
+        Some(l) => {
+            out.extend_from_slice(b"L\n");
+            push_escaped(&mut out, &l.uri);
+            push_escaped(&mut out, &l.cid_host);
+            out.extend_from_slice(if l.deflate { b"1\n" } else { b"0\n" });
+            push_escaped(&mut out, &l.boundary);
+            out.extend_from_slice(num.format(l.version_ceiling).as_bytes());
+            out.push(b'\n');
+            out.extend_from_slice(num.format(l.resources.len()).as_bytes());
+            out.push(b'\n');
+            for (uri, key, name) in &l.resources {
+                push_escaped(&mut out, uri);
+                push_escaped(&mut out, key);
+                match name {
+                    None => out.extend_from_slice(b"-\n"),
+                    Some(n) => {
+                        out.push(b'+');
+                        push_escaped(&mut out, n);
+                    }
+                }
+            }
+        }
+    }
+    out.extend_from_slice(&d.fixed);
+    Bytes::from(out)
+}
+
+/// Reads [`encode_dialog`]'s bytes; None for another version or garbage.
+pub fn decode_dialog(record: &Bytes) -> Option<DialogRecord> {
+    let mut rest = record.strip_prefix(DIALOG_VERSION)?;
+    let mut line = || -> Option<&str> {
+        let nl = memchr::memchr(b'\n', rest)?;
+        let l = std::str::from_utf8(&rest[..nl]).ok()?;
+        rest = &rest[nl + 1..];
+        Some(l)
+    };
+    let node = line()?.to_owned();
+    let call_id = line()?.to_owned();
+    let local_tag = line()?.to_owned();
+    let remote_tag = line()?.to_owned();
+    let remote_cseq = line()?.parse().ok()?;
+    let watcher = line()?.to_owned();
+    let presentity = line()?.to_owned();
+    let entity = line()?.to_owned();
+    let request_uri = line()?.to_owned();
+    let next_hop_host = line()?.to_owned();
+    let next_hop_port = line()?.parse().ok()?;
+    let flags = line()?.as_bytes().to_vec();
+    let cseq_ceiling = line()?.parse().ok()?;
+    let list = match line()? {
+        "-" => None,
+        "L" => {
+            let uri = unescape(line()?)?;
+            let cid_host = unescape(line()?)?;
+            let deflate = line()? == "1";
+            let boundary = unescape(line()?)?;
+            let version_ceiling = line()?.parse().ok()?;
+            let n: usize = line()?.parse().ok()?;
+            let mut resources = Vec::with_capacity(n.min(1024));
+            for _ in 0..n {
+                let uri = unescape(line()?)?;
+                let key = unescape(line()?)?;
+                let name = match line()? {
+                    "-" => None,
+                    n => Some(unescape(n.strip_prefix('+')?)?),
+                };
+                resources.push((uri, key, name));
+            }
+            Some(StoredList {
+                uri,
+                cid_host,
+                deflate,
+                boundary,
+                version_ceiling,
+                resources,
+            })
+        }
+        _ => return None,
+    };
+    let [has_routes, direct, bypass] = flags.as_slice() else {
+        return None;
+    };
+    let start = record.len() - rest.len();
+    Some(DialogRecord {
+        node,
+        call_id,
+        local_tag,
+        remote_tag,
+        remote_cseq,
+        watcher,
+        presentity,
+        entity,
+        request_uri,
+        next_hop_host,
+        next_hop_port,
+        has_routes: *has_routes == b'1',
+        direct: *direct == b'1',
+        bypass: *bypass == b'1',
+        cseq_ceiling,
+        list,
+        fixed: record.slice(start..),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +408,50 @@ mod tests {
         assert_eq!(&d.pidf[..], b"<presence/>\n");
         assert!(decode_payload(&Bytes::from_static(b"P2\nx\ny\nz")).is_none());
         assert!(decode_payload(&Bytes::from_static(b"P1\nx")).is_none());
+    }
+
+    #[test]
+    fn dialog_round_trip() {
+        let d = DialogRecord {
+            node: "n1".into(),
+            call_id: "c@h".into(),
+            local_tag: "lt".into(),
+            remote_tag: "rt".into(),
+            remote_cseq: 7,
+            watcher: "bob@example.org".into(),
+            presentity: "alice@example.org".into(),
+            entity: "sip:alice@example.org".into(),
+            request_uri: "sip:bob@127.0.0.1:5060;transport=tcp".into(),
+            next_hop_host: "127.0.0.1".into(),
+            next_hop_port: 5060,
+            has_routes: false,
+            direct: true,
+            bypass: false,
+            cseq_ceiling: 1003,
+            list: None,
+            fixed: Bytes::from_static(b"Max-Forwards: 70\r\nFrom: <sip:a@b>;tag=lt\r\n"),
+        };
+        let e = encode_dialog(&d);
+        assert!(e.starts_with(&dialog_owner_prefix("n1")));
+        assert_eq!(decode_dialog(&e), Some(d.clone()));
+        assert!(decode_dialog(&Bytes::from_static(b"D1\nn1\nc\n")).is_none());
+        let l = DialogRecord {
+            presentity: String::new(),
+            entity: String::new(),
+            list: Some(StoredList {
+                uri: "sip:friends@example.org".into(),
+                cid_host: "example.org".into(),
+                deflate: true,
+                boundary: "b0und".into(),
+                version_ceiling: 1002,
+                resources: vec![
+                    ("sip:a@b".into(), "a@b".into(), None),
+                    ("sip:c@d".into(), "c@d".into(), Some("C \\ D\nnext".into())),
+                ],
+            }),
+            ..d
+        };
+        assert_eq!(decode_dialog(&encode_dialog(&l)), Some(l));
+        assert!(decode_dialog(&Bytes::from_static(b"P1\nx")).is_none());
     }
 }

@@ -21,7 +21,7 @@ mod xml;
 
 pub use cluster::{
     ClusterConfig, ClusterError, ClusterEvent, ClusterOp, ClusterOpId, ClusterReply, Snapshot,
-    StoredPublication,
+    StoredDialog, StoredPublication,
 };
 pub use config::Config;
 pub use query::{AccountRow, Query, QueryError, QueryId, QueryResult};

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use presence_tests::daemon::{Daemon, Runtime, SipClient, SipMessage, unique};
 use presence_tests::on_both_runtimes;
+use presence_tests::sim::decode_list;
 
 const REDIS: &str = "redis://127.0.0.1:6379";
 const DOMAIN: &str = "127.0.0.1";
@@ -301,6 +302,167 @@ fn the_mutual_rule_works_across_nodes(rt: Runtime) {
     assert_eq!(r.status(), Some(200), "{r}");
     let n = bob.notify();
     assert!(!n.body_str().contains("secret"), "{}", n.body_str());
+}
+
+fn cseq(m: &SipMessage) -> u32 {
+    m.header("CSeq")
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no CSeq:\n{m}"))
+}
+
+on_both_runtimes!(a_killed_nodes_dialog_is_refreshed_on_a_surviving_node);
+fn a_killed_nodes_dialog_is_refreshed_on_a_surviving_node(rt: Runtime) {
+    let ns = Namespace::new();
+    let a = Daemon::start(rt, &ns.node("a", "bypass-condition=cluster-test"));
+    let b = Daemon::start(rt, &ns.node("b", "bypass-condition=cluster-test"));
+    let mut alice_a = Ua::new(&a, "alice");
+    let r = alice_a.publish(Some(&pidf("alice", "before the crash")), 600, None);
+    assert_eq!(r.status(), Some(200), "{r}");
+    let mut bob_a = Ua::new(&a, "bob");
+    bob_a.user_agent = "cluster-test";
+    let (mut d, n) = bob_a.subscribe("alice");
+    assert!(
+        n.body_str().contains("before the crash"),
+        "{}",
+        n.body_str()
+    );
+    let last = cseq(&n);
+    let dlg_key = format!("{}dlg:{}:{}", ns.0, d.call_id, d.to_tag);
+    // Written just after the 200.
+    wait_key(&ns, &dlg_key, true);
+
+    // Node a dies without a word; the proxy sends the refresh to node b.
+    a.signal("KILL");
+    drop(a);
+    let mut bob_b = Ua::new(&b, "bob");
+    bob_b.user_agent = "cluster-test";
+    let (r, n) = bob_b.resubscribe(&mut d, 600);
+    assert_eq!(r.status(), Some(200), "{r}");
+    assert_eq!(r.tag("To").as_deref(), Some(d.to_tag.as_str()), "{r}");
+    assert!(
+        n.body_str().contains("before the crash"),
+        "{}",
+        n.body_str()
+    );
+    assert!(cseq(&n) > last, "{n}");
+    assert_eq!(n.tag("From").as_deref(), Some(d.to_tag.as_str()), "{n}");
+    assert!(
+        n.header("Subscription-State")
+            .is_some_and(|s| s.starts_with("active")),
+        "{n}"
+    );
+    // (The log line may lag the NOTIFY: polled.)
+    let deadline = Instant::now() + CROSS;
+    while !b.log().contains("taken over") {
+        assert!(Instant::now() < deadline, "{}", b.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // A PUBLISH on node b reaches the watcher from node b.
+    let mut alice_b = Ua::new(&b, "alice");
+    let r = alice_b.publish(Some(&pidf("alice", "after the crash")), 600, None);
+    assert_eq!(r.status(), Some(200), "{r}");
+    let n2 = bob_b.notify();
+    assert!(
+        n2.body_str().contains("after the crash"),
+        "{}",
+        n2.body_str()
+    );
+    assert!(cseq(&n2) > cseq(&n), "{n2}");
+
+    // Unsubscribe on node b: terminated, and the dialog's key is gone.
+    let (r, n) = bob_b.resubscribe(&mut d, 0);
+    assert_eq!(r.status(), Some(200), "{r}");
+    assert!(
+        n.header("Subscription-State")
+            .is_some_and(|s| s.starts_with("terminated")),
+        "{n}"
+    );
+    wait_key(&ns, &dlg_key, false);
+}
+
+/// Waits until `key` is in Redis (`present`) or gone.
+fn wait_key(ns: &Namespace, key: &str, present: bool) {
+    let deadline = Instant::now() + CROSS;
+    while ns.keys().iter().any(|k| k == key) != present {
+        assert!(Instant::now() < deadline, "{key}: {:?}", ns.keys());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+on_both_runtimes!(a_killed_nodes_list_dialog_is_refreshed_on_a_surviving_node);
+fn a_killed_nodes_list_dialog_is_refreshed_on_a_surviving_node(rt: Runtime) {
+    let ns = Namespace::new();
+    let a = Daemon::start(rt, &ns.node("a", "bypass-condition=cluster-test"));
+    let b = Daemon::start(rt, &ns.node("b", "bypass-condition=cluster-test"));
+    let mut alice_a = Ua::new(&a, "alice");
+    let r = alice_a.publish(Some(&pidf("alice", "alice before")), 600, None);
+    assert_eq!(r.status(), Some(200), "{r}");
+    let mut bob_a = a.connect();
+    let entries = [aor("alice"), aor("carol")];
+    bob_a.send_list_subscribe(&aor("bob"), &aor("friends"), &entries, "cluster-test");
+    let r = bob_a.expect_response();
+    assert_eq!(r.status(), Some(200), "{r}");
+    let n = bob_a.expect_request("NOTIFY");
+    bob_a.send(&n.ok_response());
+    let first_cseq = cseq(&n);
+    let first = decode_list(&n.to_message());
+    assert!(
+        first
+            .pidf_of(&aor("alice"))
+            .is_some_and(|p| p.contains("alice before")),
+        "{first:?}"
+    );
+    let mut d = Dialog {
+        call_id: r.header("Call-ID").expect("Call-ID").to_owned(),
+        from_tag: "bobtag".to_owned(),
+        to_user: "friends",
+        to_tag: r.tag("To").expect("To tag"),
+        cseq: 20,
+    };
+    let dlg_key = format!("{}dlg:{}:{}", ns.0, d.call_id, d.to_tag);
+    wait_key(&ns, &dlg_key, true);
+
+    a.signal("KILL");
+    drop(a);
+    let mut bob_b = Ua::new(&b, "bob");
+    bob_b.user_agent = "cluster-test";
+    let (r, n) = bob_b.resubscribe(&mut d, 600);
+    assert_eq!(r.status(), Some(200), "{r}");
+    assert_eq!(r.header("Require"), Some("eventlist"), "{r}");
+    assert!(cseq(&n) > first_cseq, "{n}");
+    let full = decode_list(&n.to_message());
+    assert!(full.rlmi.full_state);
+    assert!(
+        full.rlmi.version > first.rlmi.version,
+        "{}",
+        full.rlmi.version
+    );
+    assert!(
+        full.pidf_of(&aor("alice"))
+            .is_some_and(|p| p.contains("alice before")),
+        "{full:?}"
+    );
+
+    // Carol publishes on node b: the list watcher is told from node b.
+    let mut carol_b = Ua::new(&b, "carol");
+    let r = carol_b.publish(Some(&pidf("carol", "carol after")), 600, None);
+    assert_eq!(r.status(), Some(200), "{r}");
+    let n = bob_b.notify();
+    let change = decode_list(&n.to_message());
+    assert!(change.rlmi.version > full.rlmi.version);
+    assert!(
+        change
+            .pidf_of(&aor("carol"))
+            .is_some_and(|p| p.contains("carol after")),
+        "{change:?}"
+    );
+
+    let (r, n) = bob_b.resubscribe(&mut d, 0);
+    assert_eq!(r.status(), Some(200), "{r}");
+    assert_eq!(decode_list(&n.to_message()).state.state, "terminated");
+    wait_key(&ns, &dlg_key, false);
 }
 
 on_both_runtimes!(a_restarted_node_loses_no_publication);

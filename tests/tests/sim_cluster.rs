@@ -7,12 +7,13 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
+use presence_proto::cluster::{decode_dialog, dialog_owner_prefix};
 use presence_proto::sip::{HeaderName, Message};
 use presence_proto::{
     ClusterConfig, ClusterError, ClusterEvent, ClusterOp, ClusterOpId, ClusterReply, Config,
-    Snapshot, StoredPublication,
+    Snapshot, StoredDialog, StoredPublication,
 };
-use presence_tests::sim::{Dialog, Sim, Ua, body, header};
+use presence_tests::sim::{Dialog, Sim, Ua, body, decode_list, header};
 
 /// A stored publication: payload, expiry and creation order (store clock).
 #[derive(Debug, Clone)]
@@ -29,6 +30,8 @@ struct FakeStore {
     pubs: BTreeMap<(String, String), Stored>,
     /// watcher → member (`presentity\ndialog`) → expiry.
     watch: BTreeMap<String, BTreeMap<String, Duration>>,
+    /// (Call-ID, tag) → dialog record and its expiry.
+    dialogs: BTreeMap<(String, String), (bytes::Bytes, Duration)>,
     /// node index → followed AORs.
     followers: BTreeMap<usize, BTreeSet<String>>,
     /// Announcements not yet delivered: (aor, origin node name).
@@ -162,6 +165,40 @@ impl FakeStore {
                 }
                 ClusterReply::Done
             }
+            ClusterOp::Dialog {
+                call_id,
+                tag,
+                expires,
+                record,
+                previous,
+            } => {
+                let key = (call_id.clone(), tag.clone());
+                if expires.is_zero() {
+                    let mine = dialog_owner_prefix(node_name);
+                    let theirs = dialog_owner_prefix(previous.as_deref().unwrap_or(node_name));
+                    if self
+                        .dialogs
+                        .get(&key)
+                        .is_some_and(|(r, _)| r.starts_with(&mine) || r.starts_with(&theirs))
+                    {
+                        self.dialogs.remove(&key);
+                    }
+                } else {
+                    self.dialogs.insert(key, (record.clone(), now + *expires));
+                }
+                ClusterReply::Done
+            }
+            ClusterOp::LookupDialog { call_id, tag } => {
+                let found = self
+                    .dialogs
+                    .get(&(call_id.clone(), tag.clone()))
+                    .filter(|(_, at)| *at > now)
+                    .map(|(record, at)| StoredDialog {
+                        expires: *at - now,
+                        record: record.clone(),
+                    });
+                ClusterReply::Dialog(found)
+            }
         }
     }
 }
@@ -181,6 +218,8 @@ struct Cluster {
     store: FakeStore,
     mode: Mode,
     held: Vec<(usize, ClusterOpId, ClusterOp)>,
+    /// Nodes killed: their operations are dropped, they receive nothing and their clock stops.
+    dead: BTreeSet<usize>,
 }
 
 fn config(node: &str, bypass: bool) -> Config {
@@ -204,6 +243,7 @@ impl Cluster {
             store: FakeStore::default(),
             mode: Mode::Up,
             held: Vec::new(),
+            dead: BTreeSet::new(),
         };
         c.settle();
         c
@@ -219,6 +259,10 @@ impl Cluster {
         loop {
             let mut moved = false;
             for i in 0..self.nodes.len() {
+                if self.dead.contains(&i) {
+                    self.nodes[i].cluster_ops.clear();
+                    continue;
+                }
                 while let Some((id, op)) = self.nodes[i].cluster_ops.pop_front() {
                     moved = true;
                     let result = match self.mode {
@@ -244,11 +288,12 @@ impl Cluster {
             while let Some((aor, origin)) = self.store.events.pop_front() {
                 moved = true;
                 for i in 0..self.nodes.len() {
-                    if self
-                        .store
-                        .followers
-                        .get(&i)
-                        .is_some_and(|f| f.contains(&aor))
+                    if !self.dead.contains(&i)
+                        && self
+                            .store
+                            .followers
+                            .get(&i)
+                            .is_some_and(|f| f.contains(&aor))
                     {
                         let sim = &mut self.nodes[i];
                         let event = ClusterEvent::Changed {
@@ -272,8 +317,10 @@ impl Cluster {
         let mut left = d;
         while !left.is_zero() {
             let s = step.min(left);
-            for n in &mut self.nodes {
-                n.advance(s);
+            for (i, n) in self.nodes.iter_mut().enumerate() {
+                if !self.dead.contains(&i) {
+                    n.advance(s);
+                }
             }
             self.settle();
             left -= s;
@@ -661,4 +708,320 @@ fn a_publish_is_answered_once_its_write_is_done_or_timed_out() {
     let r2 = c.publish(0, &mut alice, None, Some(600), Some(&etag(&r)));
     assert_eq!(r2.status(), Some(200));
     assert_eq!(c.store.pubs.len(), 1);
+}
+
+fn cseq(m: &Message) -> u32 {
+    header(m, HeaderName::CSeq)
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .expect("CSeq")
+}
+
+/// Node 0 holds bob's subscription to alice and dies (SIGKILL: nothing more from it).
+fn dialog_on_a_dead_node(c: &mut Cluster) -> (Dialog, u32) {
+    let mut alice = c.ua(0, "alice");
+    let doc = alice.pidf("t1", "before the crash", None);
+    assert_eq!(
+        c.publish(0, &mut alice, Some(&doc), Some(3600), None)
+            .status(),
+        Some(200)
+    );
+    let mut bob = c.ua(0, "bob");
+    let d = c.subscribe(0, &mut bob, "sip:alice@example.org");
+    let mut last = cseq(&c.notify(0, &bob));
+    // A few more NOTIFYs from node 0.
+    for i in 0..3 {
+        let doc = alice.pidf("t1", &format!("change {i}"), None);
+        let tag = c.store.pubs.keys().next().unwrap().1.clone();
+        assert_eq!(
+            c.publish(0, &mut alice, Some(&doc), Some(3600), Some(&tag))
+                .status(),
+            Some(200)
+        );
+        last = cseq(&c.notify(0, &bob));
+    }
+    assert!(last >= 4, "{last}");
+    let key = (d.call_id.clone(), d.to_tag.clone());
+    let (record, _) = c.store.dialogs.get(&key).expect("dialog stored");
+    let rec = decode_dialog(record).expect("readable record");
+    assert_eq!(
+        (rec.node.as_str(), rec.watcher.as_str()),
+        ("n0", "bob@example.org")
+    );
+    assert!(rec.cseq_ceiling >= last, "{rec:?}");
+    c.dead.insert(0);
+    (d, last)
+}
+
+#[test]
+fn a_dialog_of_a_dead_node_is_refreshed_on_another_and_notified_from_there() {
+    let mut c = Cluster::new(2, true);
+    let (mut d, last) = dialog_on_a_dead_node(&mut c);
+    c.advance(Duration::from_secs(10));
+
+    // The proxy sends the refresh to node 1.
+    let mut bob = c.ua(1, "bob");
+    let m = bob.resubscribe_msg(&mut d, 600);
+    c.nodes[1].send(bob.conn, m);
+    c.settle();
+    let r = bob.expect_response(&mut c.nodes[1]);
+    assert_eq!(r.status(), Some(200), "{:?}", r.start);
+    let to = header(&r, HeaderName::To).unwrap();
+    assert!(to.contains(&format!("tag={}", d.to_tag)), "{to}");
+    assert!(
+        c.ops_of(1)
+            .iter()
+            .any(|op| matches!(op, ClusterOp::LookupDialog { tag, .. } if *tag == d.to_tag))
+    );
+    let n = c.notify(1, &bob);
+    let first = cseq(&n);
+    assert!(first > last, "{first} after {last}");
+    assert!(body(&n).contains("change 2"), "{}", body(&n));
+    let state = header(&n, HeaderName::SubscriptionState).unwrap();
+    assert!(state.starts_with("active"), "{state}");
+    // The same dialog: the NOTIFY's From tag is ours, its To tag the subscriber's.
+    assert!(header(&n, HeaderName::From).unwrap().contains(&d.to_tag));
+    assert!(header(&n, HeaderName::To).unwrap().contains(&d.from_tag));
+    // The record is node 1's now.
+    let key = (d.call_id.clone(), d.to_tag.clone());
+    let rec = decode_dialog(&c.store.dialogs[&key].0).unwrap();
+    assert_eq!(rec.node, "n1");
+
+    // A PUBLISH on node 1 reaches the watcher from node 1.
+    let mut alice = c.ua(1, "alice");
+    let doc = alice.pidf("t2", "after the crash", None);
+    assert_eq!(
+        c.publish(1, &mut alice, Some(&doc), Some(600), None)
+            .status(),
+        Some(200)
+    );
+    let n = c.notify(1, &bob);
+    assert!(cseq(&n) > first);
+    assert!(body(&n).contains("after the crash"), "{}", body(&n));
+    c.nothing(1, &bob);
+
+    // Unsubscribe on node 1: terminated, and the record is gone.
+    let m = bob.resubscribe_msg(&mut d, 0);
+    c.nodes[1].send(bob.conn, m);
+    c.settle();
+    assert_eq!(bob.expect_response(&mut c.nodes[1]).status(), Some(200));
+    let n = c.notify(1, &bob);
+    let state = header(&n, HeaderName::SubscriptionState).unwrap();
+    assert!(state.starts_with("terminated"), "{state}");
+    assert!(c.store.dialogs.is_empty(), "{:?}", c.store.dialogs);
+    // And a later refresh is 481.
+    let m = bob.resubscribe_msg(&mut d, 600);
+    c.nodes[1].send(bob.conn, m);
+    c.settle();
+    assert_eq!(bob.expect_response(&mut c.nodes[1]).status(), Some(481));
+}
+
+#[test]
+fn an_unsubscribe_on_another_node_ends_a_dead_nodes_dialog() {
+    let mut c = Cluster::new(2, true);
+    let (mut d, last) = dialog_on_a_dead_node(&mut c);
+    let mut bob = c.ua(1, "bob");
+    let m = bob.resubscribe_msg(&mut d, 0);
+    c.nodes[1].send(bob.conn, m);
+    c.settle();
+    assert_eq!(bob.expect_response(&mut c.nodes[1]).status(), Some(200));
+    let n = c.notify(1, &bob);
+    assert!(cseq(&n) > last);
+    let state = header(&n, HeaderName::SubscriptionState).unwrap();
+    assert!(state.starts_with("terminated"), "{state}");
+    assert!(c.store.dialogs.is_empty(), "{:?}", c.store.dialogs);
+    c.nothing(1, &bob);
+    // Node 1 no longer follows alice.
+    assert!(
+        c.ops_of(1)
+            .iter()
+            .any(|op| matches!(op, ClusterOp::Unfollow { aor } if aor == "alice@example.org"))
+    );
+}
+
+#[test]
+fn an_unknown_dialog_is_481_after_the_lookup_and_a_lookup_that_times_out_too() {
+    let mut c = Cluster::new(2, true);
+    let mut bob = c.ua(1, "bob");
+    let mut d = Dialog {
+        call_id: "nosuchcall".into(),
+        from_tag: "ft".into(),
+        to_tag: "nosuchtag".into(),
+        target: "sip:alice@example.org".into(),
+        cseq: 1,
+    };
+    let m = bob.resubscribe_msg(&mut d, 600);
+    c.nodes[1].send(bob.conn, m);
+    c.settle();
+    assert_eq!(bob.expect_response(&mut c.nodes[1]).status(), Some(481));
+    assert_eq!(c.ops_of(1).len(), 1, "{:?}", c.ops_of(1));
+
+    // A dialog that exists, asked for with another From tag: 481, not taken over.
+    let (mut d, _) = dialog_on_a_dead_node(&mut c);
+    let mut forged = d.clone();
+    forged.from_tag = "someone-else".into();
+    let m = bob.resubscribe_msg(&mut forged, 600);
+    c.nodes[1].send(bob.conn, m);
+    c.settle();
+    assert_eq!(bob.expect_response(&mut c.nodes[1]).status(), Some(481));
+    c.nothing(1, &bob);
+    let key = (d.call_id.clone(), d.to_tag.clone());
+    assert_eq!(decode_dialog(&c.store.dialogs[&key].0).unwrap().node, "n0");
+
+    // The store hangs: 481 after the timeout.
+    c.mode = Mode::Hang;
+    let m = bob.resubscribe_msg(&mut d, 600);
+    c.nodes[1].send(bob.conn, m);
+    c.settle();
+    assert!(c.nodes[1].recv_all(bob.conn).is_empty(), "parked");
+    c.advance(Duration::from_millis(1900));
+    assert!(c.nodes[1].recv_all(bob.conn).is_empty(), "parked");
+    c.advance(Duration::from_millis(200));
+    assert_eq!(bob.expect_response(&mut c.nodes[1]).status(), Some(481));
+    c.nothing(1, &bob);
+}
+
+#[test]
+fn a_taken_over_dialog_keeps_the_mutual_rule_of_the_store() {
+    let mut c = Cluster::new(2, false);
+    let mut alice = c.ua(0, "alice");
+    let doc = alice.pidf("t1", "for friends", None);
+    assert_eq!(
+        c.publish(0, &mut alice, Some(&doc), Some(3600), None)
+            .status(),
+        Some(200)
+    );
+    // Alice and bob watch each other on node 0.
+    c.subscribe(0, &mut alice, "sip:bob@example.org");
+    c.notify(0, &alice);
+    let mut bob = c.ua(0, "bob");
+    let mut d = c.subscribe(0, &mut bob, "sip:alice@example.org");
+    let n = c.notify(0, &bob);
+    assert!(body(&n).contains("for friends"), "{}", body(&n));
+    c.dead.insert(0);
+
+    // Node 1 takes bob's dialog over: alice's watch of bob, in the store, still grants access.
+    let mut bob1 = c.ua(1, "bob");
+    let m = bob1.resubscribe_msg(&mut d, 600);
+    c.nodes[1].send(bob1.conn, m);
+    c.settle();
+    assert_eq!(bob1.expect_response(&mut c.nodes[1]).status(), Some(200));
+    let n = c.notify(1, &bob1);
+    assert!(body(&n).contains("for friends"), "{}", body(&n));
+    c.nothing(1, &bob1);
+}
+
+#[test]
+fn the_stored_cseq_ceiling_stays_above_every_notify() {
+    let mut c = Cluster::new(2, true);
+    let mut alice = c.ua(0, "alice");
+    let doc = alice.pidf("t1", "v0", None);
+    let r = c.publish(0, &mut alice, Some(&doc), Some(3600), None);
+    let mut tag = etag(&r);
+    let mut bob = c.ua(0, "bob");
+    let d = c.subscribe(0, &mut bob, "sip:alice@example.org");
+    c.notify(0, &bob);
+    let key = (d.call_id.clone(), d.to_tag.clone());
+    let mut last = 0;
+    for i in 1..=1100 {
+        let doc = alice.pidf("t1", &format!("v{i}"), None);
+        let r = c.publish(0, &mut alice, Some(&doc), Some(3600), Some(&tag));
+        tag = etag(&r);
+        last = cseq(&c.notify(0, &bob));
+        let rec = decode_dialog(&c.store.dialogs[&key].0).unwrap();
+        assert!(rec.cseq_ceiling >= last, "{} < {last}", rec.cseq_ceiling);
+    }
+    assert_eq!(last, 1101);
+    // Rewritten every 500 NOTIFYs (after the first write), not per NOTIFY.
+    let writes = c
+        .ops_of(0)
+        .iter()
+        .filter(|op| matches!(op, ClusterOp::Dialog { .. }))
+        .count();
+    assert_eq!(writes, 3);
+}
+
+#[test]
+fn a_list_dialog_of_a_dead_node_is_taken_over_too() {
+    let mut c = Cluster::new(2, true);
+    let mut alice = c.ua(0, "alice");
+    let doc = alice.pidf("t1", "alice before", None);
+    assert_eq!(
+        c.publish(0, &mut alice, Some(&doc), Some(3600), None)
+            .status(),
+        Some(200)
+    );
+    let mut bob = c.ua(0, "bob");
+    let entries = [
+        "sip:alice@example.org".to_owned(),
+        "sip:carol@example.org".to_owned(),
+    ];
+    let body = Ua::list_body(&entries);
+    let (m, mut d) = bob.subscribe_list_msg("sip:friends@example.org", &body, 600, "");
+    c.nodes[0].send(bob.conn, m);
+    c.settle();
+    let r = bob.expect_response(&mut c.nodes[0]);
+    assert_eq!(r.status(), Some(200), "{:?}", r.start);
+    d.learn_to_tag(&r);
+    let n = c.notify(0, &bob);
+    let first = decode_list(&n);
+    assert!(
+        first
+            .pidf_of("sip:alice@example.org")
+            .is_some_and(|p| p.contains("alice before"))
+    );
+    let (last_cseq, last_version) = (cseq(&n), first.rlmi.version);
+    let key = (d.call_id.clone(), d.to_tag.clone());
+    let rec = decode_dialog(&c.store.dialogs[&key].0).expect("list dialog stored");
+    assert_eq!(rec.list.as_ref().map(|l| l.resources.len()), Some(2));
+    c.dead.insert(0);
+
+    let mut bob1 = c.ua(1, "bob");
+    let m = bob1.resubscribe_msg(&mut d, 600);
+    c.nodes[1].send(bob1.conn, m);
+    c.settle();
+    let r = bob1.expect_response(&mut c.nodes[1]);
+    assert_eq!(r.status(), Some(200), "{:?}", r.start);
+    assert_eq!(
+        header(&r, HeaderName::Require).as_deref(),
+        Some("eventlist")
+    );
+    let n = c.notify(1, &bob1);
+    let full = decode_list(&n);
+    assert!(cseq(&n) > last_cseq);
+    assert!(full.rlmi.version > last_version, "{}", full.rlmi.version);
+    assert!(full.rlmi.full_state);
+    assert_eq!(full.rlmi.uri, "sip:friends@example.org");
+    assert!(
+        full.pidf_of("sip:alice@example.org")
+            .is_some_and(|p| p.contains("alice before")),
+        "{full:?}"
+    );
+
+    // Carol publishes on node 1: the list watcher is told from node 1.
+    let mut carol = c.ua(1, "carol");
+    let doc = carol.pidf("t1", "carol after", None);
+    assert_eq!(
+        c.publish(1, &mut carol, Some(&doc), Some(600), None)
+            .status(),
+        Some(200)
+    );
+    c.advance(Duration::from_secs(5));
+    let n = c.notify(1, &bob1);
+    let change = decode_list(&n);
+    assert!(change.rlmi.version > full.rlmi.version);
+    assert!(
+        change
+            .pidf_of("sip:carol@example.org")
+            .is_some_and(|p| p.contains("carol after")),
+        "{change:?}"
+    );
+
+    // Unsubscribe: terminated, record gone.
+    let m = bob1.resubscribe_msg(&mut d, 0);
+    c.nodes[1].send(bob1.conn, m);
+    c.settle();
+    assert_eq!(bob1.expect_response(&mut c.nodes[1]).status(), Some(200));
+    let n = c.notify(1, &bob1);
+    assert_eq!(decode_list(&n).state.state, "terminated");
+    assert!(c.store.dialogs.is_empty(), "{:?}", c.store.dialogs);
 }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use presence_proto::{
-    ClusterError, ClusterEvent, ClusterOp, ClusterReply, Snapshot, StoredPublication,
+    ClusterError, ClusterEvent, ClusterOp, ClusterReply, Snapshot, StoredDialog, StoredPublication,
 };
 use redis::aio::{MultiplexedConnection, PubSubSink};
 use redis::{AsyncConnectionConfig, Script, Value};
@@ -88,6 +88,7 @@ struct Scripts {
     fetch: Script,
     lookup: Script,
     watch: Script,
+    dialog: Script,
 }
 
 struct Inner {
@@ -179,6 +180,7 @@ impl<S: Sleeper> Store<S> {
                     fetch: Script::new(scripts::FETCH),
                     lookup: Script::new(scripts::LOOKUP),
                     watch: Script::new(scripts::WATCH),
+                    dialog: Script::new(scripts::DIALOG),
                 },
             }),
             sleeper,
@@ -197,6 +199,14 @@ impl<S: Sleeper> Store<S> {
     fn pub_prefix(&self, aor: &str) -> String {
         let mut k = self.key("pub:", aor);
         k.push(':');
+        k
+    }
+
+    /// `P dlg:{call-id}:{tag}`.
+    fn dialog_key(&self, call_id: &str, tag: &str) -> String {
+        let mut k = self.key("dlg:", call_id);
+        k.push(':');
+        k.push_str(tag);
         k
     }
 
@@ -362,6 +372,44 @@ impl<S: Sleeper> Store<S> {
                     inv.arg(p);
                 }
                 self.invoke(&inv).await.map(|_| ClusterReply::Done)
+            }
+            ClusterOp::Dialog {
+                call_id,
+                tag,
+                expires,
+                record,
+                previous,
+            } => {
+                let mut inv = self.inner.scripts.dialog.prepare_invoke();
+                let previous = previous.as_deref().unwrap_or(node);
+                let ttl = if expires.is_zero() {
+                    0
+                } else {
+                    millis(expires)
+                };
+                inv.key(self.dialog_key(&call_id, &tag))
+                    .arg(record.as_ref())
+                    .arg(ttl)
+                    .arg(presence_proto::cluster::dialog_owner_prefix(node))
+                    .arg(presence_proto::cluster::dialog_owner_prefix(previous));
+                self.invoke(&inv).await.map(|_| ClusterReply::Done)
+            }
+            ClusterOp::LookupDialog { call_id, tag } => {
+                let mut inv = self.inner.scripts.lookup.prepare_invoke();
+                inv.key(self.dialog_key(&call_id, &tag));
+                let found = match self.invoke(&inv).await? {
+                    Value::Array(v) if v.len() == 2 => {
+                        let bad = || failed("bad dialog LOOKUP reply");
+                        let record = bytes_of(&v[0]).ok_or_else(bad)?;
+                        let ttl = int_of(&v[1]).ok_or_else(bad)?;
+                        Some(StoredDialog {
+                            expires: Duration::from_millis(ttl.max(0).unsigned_abs()),
+                            record: bytes::Bytes::copy_from_slice(record),
+                        })
+                    }
+                    _ => None,
+                };
+                Ok(ClusterReply::Dialog(found))
             }
         }
     }

@@ -86,6 +86,21 @@ if ttl <= 0 then return nil end
 return {v, ttl}
 ";
 
+/// Stores or removes a subscription dialog's record. KEYS: the record. ARGV: record, expiry
+/// (ms; 0 removes it, only when it starts with ARGV[3] or ARGV[4]: written by this node or by
+/// the one it took the dialog over from, not by another that took it over since).
+pub(crate) const DIALOG: &str = r"
+if ARGV[2] == '0' then
+  local v = redis.call('GET', KEYS[1])
+  if v and (string.sub(v, 1, #ARGV[3]) == ARGV[3] or string.sub(v, 1, #ARGV[4]) == ARGV[4]) then
+    redis.call('DEL', KEYS[1])
+  end
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+";
+
 /// Records or removes watch relations. KEYS: watch set. ARGV: dialog, expiry (ms; 0 removes),
 /// channel, node, announce ('1' or '0'), then the watched presentities.
 pub(crate) const WATCH: &str = r"

@@ -28,6 +28,7 @@
 //! | `P pub:{aor}:{etag}` | string, `PX` = the publication's expiry | [`encode_payload`]: `P1\n`, writing node, entity URI, the PIDF bytes |
 //! | `P pubs:{aor}` | sorted set | the ETags of `aor`'s publications, scored by creation time (store clock, µs; a refresh keeps the score); pruned of expired ETags when read; expires with its last publication |
 //! | `P watch:{aor}` | sorted set | whom `aor` watches: members `{presentity}\n{call-id}\n{our tag}` (one per subscription dialog and watched resource), scored by the subscription's expiry (store clock, ms); pruned when read |
+//! | `P dlg:{call-id}:{tag}` | string, `PX` = the subscription's expiry | a subscription dialog ([`encode_dialog`]: `D1\n`, writing node, dialog identifiers, watcher, presentity, NOTIFY target and next hop, flags, NOTIFY CSeq ceiling, for a list its URI, RLMI version ceiling, multipart boundary and resources, then the NOTIFYs' fixed header lines); `{tag}` is our tag |
 //! | `P chg:{aor}` | pub/sub channel | a change of `aor`'s publications or of whom it watches; the message is the writing node's name |
 //!
 //! Writes are Lua scripts (one round trip, atomic, store clock for scores): a publication is
@@ -57,6 +58,24 @@
 //!   announced), removed when it ends (announced). A presentity is unfollowed
 //!   ([`ClusterOp::Unfollow`]) when its last local watcher goes: a node receives only the
 //!   changes its watchers need.
+//! - **Subscription dialogs** (single and list subscriptions; fetches are not) are written
+//!   with their watch relations ([`ClusterOp::Dialog`]: on creation, each refresh and each
+//!   resynchronisation; removed when the subscription ends, only if this node, or the one it
+//!   took the dialog over from, wrote the record last). The record holds a NOTIFY CSeq
+//!   *ceiling* (for a list, an RLMI version ceiling too, which moves with it), [`CSEQ_MARGIN`]
+//!   above the CSeq when written; the NOTIFY halfway there rewrites the record with a new
+//!   ceiling (one write per 500 NOTIFYs, one comparison per NOTIFY otherwise), so the dialog's
+//!   NOTIFYs stay below the stored ceiling while writes land.
+//! - **An in-dialog SUBSCRIBE for a dialog unknown here** (its node died and the proxy sent it
+//!   here): the dialog is looked up ([`ClusterOp::LookupDialog`]) while the request is parked.
+//!   Found: its presentities are followed (the request parked again until their first state
+//!   is here, as for an initial SUBSCRIBE), then the dialog is *taken over*: a local
+//!   subscription with the stored identifiers, route and header block, its watches
+//!   registered, its expiry armed, NOTIFYs numbered from the stored ceiling + 1 (a list's
+//!   RLMI versions likewise; its resources are the stored ones: a server-known list is not
+//!   read again); the request is handled again (refresh or unsubscribe as usual, and the
+//!   refresh rewrites the record as this node's). Not found, failed or timed out: `481`, as on
+//!   a single node. Without the store: `481` at once.
 //! - **A change event** for a followed presentity (from another node; a node ignores its own)
 //!   triggers one [`ClusterOp::Fetch`] (a second event during the fetch, one more fetch after
 //!   it). The snapshot replaces the remote publications, drops local ones the store no longer
@@ -73,7 +92,8 @@
 //! are no longer parked, lookups answer `412`), its writes fail fast in the adapter.
 //! [`ClusterEvent::Connected`] (the adapter re-subscribed every followed channel first):
 //! resynchronisation: every local publication is rewritten with its remaining expiry, every
-//! local subscription's watch relations are rewritten and announced, and every followed
+//! local subscription's watch relations (and dialog record) are rewritten and announced, and
+//! every followed
 //! presentity fetched again (changes missed in between are applied then).
 
 use std::collections::{HashMap, HashSet};
@@ -86,12 +106,18 @@ use super::publication::Publication;
 use super::timers::Timer;
 use super::{Action, ConnId, PubId, Server, SubId};
 use crate::cluster::{
-    ClusterConfig, ClusterError, ClusterEvent, ClusterOp, ClusterOpId, ClusterReply, Snapshot,
-    StoredPublication, decode_payload, encode_payload,
+    ClusterConfig, ClusterError, ClusterEvent, ClusterOp, ClusterOpId, ClusterReply, DialogRecord,
+    Snapshot, StoredDialog, StoredPublication, decode_dialog, decode_payload, encode_dialog,
+    encode_payload,
 };
 use crate::pidf;
 use crate::resource_lists::Entry;
 use crate::sip::Message;
+
+/// How far above the last NOTIFY's CSeq a stored dialog record sets its ceiling: the record is
+/// rewritten every half of this many NOTIFYs, and a node taking the dialog over starts above
+/// it.
+const CSEQ_MARGIN: u32 = 1000;
 
 /// A PUBLISH's 200, held until its write is done.
 #[derive(Debug)]
@@ -112,6 +138,8 @@ enum Purpose {
     Write { aor: String },
     /// An ETag lookup for a parked PUBLISH.
     Lookup { parked: u64 },
+    /// A dialog lookup for a parked in-dialog SUBSCRIBE.
+    LookupDialog { parked: u64 },
     /// Anything whose result only matters when it fails.
     Other,
 }
@@ -140,6 +168,9 @@ struct Parked {
     aors: Vec<String>,
     /// A server-known list's members, handed back to the re-dispatched SUBSCRIBE.
     members: Option<Vec<Entry>>,
+    /// Another node's dialog, found in the store, to take over (until when it is valid) before
+    /// the in-dialog SUBSCRIBE is handled again.
+    adopt: Option<(DialogRecord, Instant)>,
 }
 
 /// The cluster side of the core.
@@ -305,6 +336,13 @@ impl Server {
                     _ => None,
                 };
                 self.looked_up(now, parked, found);
+            }
+            Purpose::LookupDialog { parked } => {
+                let found = match result {
+                    Ok(ClusterReply::Dialog(Some(d))) => Some(d),
+                    _ => None,
+                };
+                self.dialog_looked_up(now, parked, found);
             }
             Purpose::Other => {}
         }
@@ -524,6 +562,148 @@ impl Server {
             announce,
         };
         self.cluster_issue(now, op, Purpose::Other);
+        self.cluster_dialog(now, id, ended);
+    }
+
+    /// Writes (or, `ended`, removes) the dialog record of subscription `id`, with a new NOTIFY
+    /// CSeq ceiling. List subscriptions have none.
+    pub(crate) fn cluster_dialog(&mut self, now: Instant, id: SubId, ended: bool) {
+        let Some(node) = self.cluster.as_ref().map(|c| c.node.clone()) else {
+            return;
+        };
+        let op = if ended {
+            let Some((call_id, tag, previous)) = self
+                .subscriptions
+                .map
+                .get(&id)
+                .map(|s| s.stored_dialog_key())
+            else {
+                return;
+            };
+            ClusterOp::Dialog {
+                call_id: call_id.to_owned(),
+                tag: tag.to_owned(),
+                expires: Duration::ZERO,
+                record: bytes::Bytes::new(),
+                previous: previous.map(str::to_owned),
+            }
+        } else {
+            let Some(expires) = self
+                .subscriptions
+                .map
+                .get(&id)
+                .map(|s| s.expires_at.saturating_duration_since(now))
+                .filter(|e| !e.is_zero())
+            else {
+                return;
+            };
+            let Some(rec) = self.dialog_record(&node, id, CSEQ_MARGIN) else {
+                return;
+            };
+            let record = encode_dialog(&rec);
+            ClusterOp::Dialog {
+                call_id: rec.call_id,
+                tag: rec.local_tag,
+                expires,
+                record,
+                previous: None,
+            }
+        };
+        self.cluster_issue(now, op, Purpose::Other);
+    }
+
+    /// For an in-dialog SUBSCRIBE whose dialog is unknown here: looks it up in the store (the
+    /// node that created it may be gone) and parks the request (true), unless it was looked up
+    /// already or the store is unreachable.
+    pub(crate) fn cluster_dialog_gate(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        remote: SocketAddr,
+        msg: &Message,
+        call_id: &str,
+        tag: &str,
+    ) -> bool {
+        let Some(c) = self.cluster.as_mut() else {
+            return false;
+        };
+        if c.looked_up || !c.connected {
+            return false;
+        }
+        c.next_parked += 1;
+        let parked = c.next_parked;
+        debug!(parked, %call_id, "SUBSCRIBE waits for a dialog lookup in the cluster store");
+        c.parked.insert(
+            parked,
+            Parked {
+                conn,
+                remote,
+                msg: msg.clone(),
+                aors: Vec::new(),
+                members: None,
+                adopt: None,
+            },
+        );
+        let op = ClusterOp::LookupDialog {
+            call_id: call_id.to_owned(),
+            tag: tag.to_owned(),
+        };
+        self.cluster_issue(now, op, Purpose::LookupDialog { parked });
+        true
+    }
+
+    /// A dialog lookup is done: the dialog found is taken over once what its presentity has
+    /// in the store is known here, and the SUBSCRIBE handled again (`481` if nothing was found).
+    fn dialog_looked_up(&mut self, now: Instant, parked: u64, found: Option<StoredDialog>) {
+        let Some(p) = self.cluster.as_mut().and_then(|c| c.parked.remove(&parked)) else {
+            return;
+        };
+        if !self.is_open(p.conn) {
+            return;
+        }
+        let record = found.and_then(|stored| {
+            let rec = decode_dialog(&stored.record);
+            if rec.is_none() {
+                warn!("unreadable dialog record in the cluster store");
+            }
+            rec.map(|r| (r, now + stored.expires))
+        });
+        // Only the subscriber's own requests take a dialog over.
+        let from_tag = p
+            .msg
+            .header(&crate::sip::HeaderName::From)
+            .and_then(|v| crate::sip::NameAddr::parse(v))
+            .and_then(|n| n.tag().map(str::to_owned));
+        let record = record.filter(|(r, _)| from_tag.as_deref() == Some(r.remote_tag.as_str()));
+        if let Some((rec, until)) = record {
+            let keys: Vec<String> = match &rec.list {
+                None => vec![rec.presentity.clone()],
+                Some(l) => l.resources.iter().map(|(_, k, _)| k.clone()).collect(),
+            };
+            if !self.cluster_gate(now, p.conn, p.remote, &p.msg, &keys, None) {
+                // Parked until the presentity's first state is here: adopted then.
+                if let Some(c) = self.cluster.as_mut()
+                    && let Some(q) = c.parked.get_mut(&c.next_parked)
+                {
+                    q.adopt = Some((rec, until));
+                }
+                return;
+            }
+            self.adopt_dialog(
+                now,
+                p.conn,
+                p.remote,
+                rec,
+                until.saturating_duration_since(now),
+            );
+        }
+        if let Some(c) = self.cluster.as_mut() {
+            c.looked_up = true;
+        }
+        self.handle_request(now, p.conn, Some(p.remote), &p.msg);
+        if let Some(c) = self.cluster.as_mut() {
+            c.looked_up = false;
+        }
     }
 
     /// The presentities whose store state a subscription to `keys` needs: the keys, and the
@@ -614,6 +794,7 @@ impl Server {
                 msg: msg.clone(),
                 aors,
                 members,
+                adopt: None,
             },
         );
         false
@@ -647,6 +828,7 @@ impl Server {
                 msg: msg.clone(),
                 aors: Vec::new(),
                 members: None,
+                adopt: None,
             },
         );
         let op = ClusterOp::Lookup {
@@ -919,8 +1101,19 @@ impl Server {
                 continue;
             };
             if self.is_open(p.conn) {
+                let adopted = p.adopt.is_some();
+                if let Some((rec, until)) = p.adopt {
+                    let left = until.saturating_duration_since(now);
+                    self.adopt_dialog(now, p.conn, p.remote, rec, left);
+                }
                 self.accounts.prefetched = p.members;
+                if let Some(c) = self.cluster.as_mut() {
+                    c.looked_up = adopted;
+                }
                 self.handle_request(now, p.conn, Some(p.remote), &p.msg);
+                if let Some(c) = self.cluster.as_mut() {
+                    c.looked_up = false;
+                }
                 self.accounts.prefetched = None;
             }
             for aor in &p.aors {

@@ -12,6 +12,7 @@ use super::response::{Refusal, bad_request};
 use super::subscription::Kind;
 use super::timers::Timer;
 use super::{Server, SubId};
+use crate::cluster::StoredList;
 use crate::sip::{ContentType, HeaderName, Message, StartLine, Uri, token_list};
 use crate::{encoding, multipart, resource_lists, rlmi};
 
@@ -33,6 +34,52 @@ pub(crate) struct ListState {
     /// The subscriber accepts `Content-Encoding: deflate`.
     deflate: bool,
     boundary: String,
+}
+
+impl ListState {
+    /// Its state in the cluster store's dialog record, the RLMI version ceiling `margin` above
+    /// the next version.
+    pub(crate) fn stored(&self, margin: u32) -> StoredList {
+        StoredList {
+            uri: self.uri.clone(),
+            cid_host: self.cid_host.clone(),
+            deflate: self.deflate,
+            boundary: self.boundary.clone(),
+            version_ceiling: self.version.saturating_add(margin),
+            resources: self
+                .resources
+                .iter()
+                .map(|r| (r.uri.clone(), r.key.clone(), r.name.clone()))
+                .collect(),
+        }
+    }
+
+    /// A list subscription taken over from another node: versions continue above the stored
+    /// ceiling.
+    pub(crate) fn from_stored(l: StoredList) -> ListState {
+        ListState {
+            uri: l.uri,
+            cid_host: l.cid_host,
+            resources: l
+                .resources
+                .into_iter()
+                .map(|(uri, key, name)| Resource {
+                    uri,
+                    key,
+                    name,
+                    extended: false,
+                    pending: false,
+                    announced: false,
+                })
+                .collect(),
+            version: l.version_ceiling.saturating_add(1),
+            pending: VecDeque::new(),
+            last_sent: None,
+            timer: None,
+            deflate: l.deflate,
+            boundary: l.boundary,
+        }
+    }
 }
 
 /// One entry of the list.

@@ -14,6 +14,7 @@ use super::presentity::Watch;
 use super::response::{RequestInfo, bad_request, unavailable, warning};
 use super::timers::Timer;
 use super::{ConnId, Server, SubId, Target};
+use crate::cluster::DialogRecord;
 use crate::config::Config;
 use crate::sip::{Event, HeaderName, Message, NameAddr, Uri, Via, header::parse_u32, token_list};
 
@@ -31,10 +32,17 @@ pub(crate) struct Subscription {
     request_uri: Bytes,
     next_hop: Target,
     has_routes: bool,
+    /// The subscriber talks to us directly (no route set, one Via).
+    direct: bool,
+    /// Cluster mode: the node this one took the dialog over from.
+    taken_from: Option<Box<str>>,
     /// The header lines that never change within the dialog: Max-Forwards, Route, From, To,
     /// Call-ID, Contact, Event, User-Agent.
     fixed: Bytes,
     cseq: u32,
+    /// Cluster mode: the NOTIFY CSeq at which the stored dialog record is rewritten with a
+    /// higher ceiling, halfway to the stored one (`u32::MAX` on a single node).
+    cseq_rewrite_at: u32,
     pub(crate) expires_at: Instant,
     /// Connection NOTIFYs currently go out on.
     conn: Option<ConnId>,
@@ -110,6 +118,16 @@ impl Subscription {
     /// Counted in the who-watches-whom index (not a fetch).
     pub(crate) fn is_registered(&self) -> bool {
         self.registered
+    }
+
+    /// Call-ID, our tag and the node it was taken over from: the dialog's record in the
+    /// cluster store.
+    pub(crate) fn stored_dialog_key(&self) -> (&str, &str, Option<&str>) {
+        (
+            self.call_id.as_str(),
+            self.local_tag.as_str(),
+            self.taken_from.as_deref(),
+        )
     }
 
     /// The dialog's identity in the cluster store: Call-ID and our tag.
@@ -206,6 +224,12 @@ impl Server {
 
         if let Some(to_tag) = info.to.tag() {
             let key = (info.call_id.clone(), to_tag.to_owned());
+            if !self.subscriptions.dialogs.contains_key(&key)
+                && self.cluster_dialog_gate(now, conn, remote, msg, &key.0, &key.1)
+            {
+                // Another node's dialog, maybe: looked up in the cluster store first.
+                return;
+            }
             let id = match self.subscriptions.dialogs.get(&key) {
                 Some(id)
                     if self
@@ -398,8 +422,11 @@ impl Server {
             request_uri: Bytes::from(notify_uri),
             next_hop,
             has_routes: !routes.is_empty(),
+            direct: routes.is_empty() && via_count <= 1,
+            taken_from: None,
             fixed: Bytes::from(fixed),
             cseq: 0,
+            cseq_rewrite_at: u32::MAX,
             expires_at: now + Duration::from_secs(u64::from(expires)),
             conn: reuse.then_some(conn),
             origin: conn,
@@ -741,6 +768,7 @@ impl Server {
         };
         sub.cseq += 1;
         let cseq = sub.cseq;
+        let rewrite = cseq >= sub.cseq_rewrite_at;
         let remaining = sub.expires_at.saturating_duration_since(now);
         let remaining = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
         let out = self.output.buffer(conn);
@@ -782,6 +810,9 @@ impl Server {
                 sub.unacked.push(cseq);
                 self.timers
                     .arm_notify(now + self.config.notify_timeout, id, cseq);
+                if rewrite {
+                    self.cluster_dialog(now, id, false);
+                }
             }
             Notify::Terminated(_) => self.remove_subscription(now, id),
         }
@@ -880,6 +911,135 @@ impl Server {
             self.stats.notify_failures += 1;
             self.remove_subscription(now, id);
         }
+    }
+
+    /// The record another node needs to continue dialog `id`, with a new CSeq (and RLMI
+    /// version) ceiling `margin` above the last NOTIFY's (rewritten halfway there).
+    pub(crate) fn dialog_record(
+        &mut self,
+        node: &str,
+        id: SubId,
+        margin: u32,
+    ) -> Option<DialogRecord> {
+        let s = self.subscriptions.map.get_mut(&id)?;
+        s.cseq_rewrite_at = s.cseq.saturating_add(margin / 2);
+        let (presentity, entity, list) = match &s.kind {
+            Kind::Single { presentity, .. } => {
+                let entity = self
+                    .presentities
+                    .get(presentity)
+                    .map(|p| p.entity.clone())
+                    .unwrap_or_default();
+                (presentity.clone(), entity, None)
+            }
+            Kind::List(l) => (String::new(), String::new(), Some(l.stored(margin))),
+        };
+        Some(DialogRecord {
+            node: node.to_owned(),
+            call_id: s.call_id.clone(),
+            local_tag: s.local_tag.clone(),
+            remote_tag: s.remote_tag.clone(),
+            remote_cseq: s.remote_cseq,
+            watcher: s.watcher.clone(),
+            presentity,
+            entity,
+            request_uri: String::from_utf8_lossy(&s.request_uri).into_owned(),
+            next_hop_host: s.next_hop.host.clone(),
+            next_hop_port: s.next_hop.port,
+            has_routes: s.has_routes,
+            direct: s.direct,
+            bypass: s.bypass,
+            cseq_ceiling: s.cseq.saturating_add(margin),
+            list,
+            fixed: s.fixed.clone(),
+        })
+    }
+
+    /// Continues here a dialog another node created (read from the cluster store), the
+    /// request that asked for it having arrived on `conn` from `remote`: registers its watch,
+    /// arms its expiry; its NOTIFYs continue after the stored CSeq ceiling.
+    pub(crate) fn adopt_dialog(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        remote: SocketAddr,
+        d: DialogRecord,
+        expires: Duration,
+    ) -> Option<SubId> {
+        let key = (d.call_id, d.local_tag);
+        if self.subscriptions.dialogs.contains_key(&key) || expires.is_zero() {
+            return None;
+        }
+        let next_hop = Target {
+            host: d.next_hop_host,
+            port: d.next_hop_port,
+        };
+        let reuse = d.direct || next_hop.socket_addr() == Some(remote);
+        let kind = match d.list {
+            None => {
+                self.presentities.get_or_create(&d.presentity, &d.entity);
+                Kind::Single {
+                    presentity: d.presentity,
+                    extended: false,
+                }
+            }
+            Some(l) => {
+                for (uri, key, _) in &l.resources {
+                    let entity = Uri::parse(uri.as_bytes())
+                        .map(|u| u.identity())
+                        .unwrap_or_default();
+                    self.presentities.get_or_create(key, &entity);
+                }
+                Kind::List(Box::new(ListState::from_stored(l)))
+            }
+        };
+        let keys = kind_keys(&kind);
+        self.subscriptions.next += 1;
+        let id = SubId(self.subscriptions.next);
+        let expires_at = now + expires;
+        let watcher = d.watcher;
+        let sub = Subscription {
+            call_id: key.0.clone(),
+            local_tag: key.1.clone(),
+            remote_tag: d.remote_tag,
+            remote_cseq: d.remote_cseq,
+            watcher: watcher.clone(),
+            request_uri: Bytes::from(d.request_uri),
+            next_hop,
+            has_routes: d.has_routes,
+            direct: d.direct,
+            taken_from: Some(d.node.clone().into_boxed_str()),
+            fixed: d.fixed,
+            cseq: d.cseq_ceiling,
+            cseq_rewrite_at: u32::MAX,
+            expires_at,
+            conn: reuse.then_some(conn),
+            origin: conn,
+            bypass: d.bypass,
+            unacked: Vec::new(),
+            registered: true,
+            kind,
+        };
+        self.subscriptions.map.insert(id, sub);
+        self.subscriptions.dialogs.insert(key, id);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.subscriptions += 1;
+        }
+        self.update_access(id);
+        for (resource, key) in keys.iter().enumerate() {
+            if let Some(p) = self.presentities.get_mut(key) {
+                p.watchers.push(Watch {
+                    sub: id,
+                    resource: resource as u32,
+                });
+            }
+            if self.presentities.add_watch(&watcher, key) {
+                self.reevaluate_access(now, &watcher, key);
+            }
+        }
+        self.timers.arm(expires_at, Timer::SubscriptionExpiry(id));
+        info!(%watcher, resources = keys.len(), from = %d.node, "subscription dialog taken over from another node");
+        Some(id)
     }
 
     /// Forgets a subscription and updates who-watches-whom.
