@@ -188,6 +188,36 @@ fn list_deflated() {
     // Each list has 10 of the 12 users: the 60 PUBLISHes hit the lists 50 times on average.
     assert!(n(&r, "resource_updates") > 0, "{r}");
     assert!(n(&r, "publish_sent") == 60, "{r}");
+    // The server CPU of the list subscriptions alone, per list.
+    assert!(r["list_setup_server_cpu_s"].is_number(), "{r}");
+    assert!(r["list_setup_cpu_ms_per_list"].is_number(), "{r}");
+}
+
+/// `--duration 0`: the list setup only (its server CPU), no PUBLISH phase.
+#[test]
+fn list_setup_only() {
+    let daemon = Server::start("");
+    let r = bench(
+        &daemon,
+        &[
+            "list",
+            "--lists",
+            "2",
+            "--entries",
+            "50",
+            "--users",
+            "60",
+            "--deflate",
+            "--duration",
+            "0",
+            "--grace",
+            "0",
+        ],
+    );
+    assert_clean(&r);
+    assert_eq!(n(&r, "full_state_samples"), 2);
+    assert_eq!(n(&r, "publish_sent"), 0);
+    assert!(r["list_setup_cpu_ms_per_list"].as_f64().is_some(), "{r}");
 }
 
 #[test]

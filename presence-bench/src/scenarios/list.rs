@@ -3,10 +3,15 @@
 //! owner back (through its own list when it has one, else a single subscription), so that the
 //! mutual rule lets the owner see it. Then users publish at `--rate`: resource updates per second
 //! and their latency. Kamailio does not accept lists in the SUBSCRIBE body.
+//!
+//! The server CPU of the list subscriptions alone (from the first list SUBSCRIBE sent to every
+//! list's full state received, the answers to its NOTIFYs included) is reported per list:
+//! `--duration 0` skips the PUBLISH phase, which makes a run the cost of setting up `--lists`
+//! lists of `--entries` entries.
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Check, connect, publish_all, publish_phase, report_publish, subscribe_all};
+use super::{Check, Cpu, connect, publish_all, publish_phase, report_publish, subscribe_all};
 use crate::engine::{Engine, Kind};
 use crate::report::Report;
 
@@ -77,7 +82,9 @@ pub async fn run(e: &mut Engine, r: &mut Report) -> Result<Check, String> {
         );
     }
     let list_ids = first_list..e.dialog_ids().end;
+    let cpu = Cpu::start(&e.opts.pids);
     let took = subscribe_all(e, "list subscriptions", list_ids.clone()).await?;
+    let list_cpu = cpu.stop(&e.opts.pids);
     r.int("lists", "lists", u64::from(lists));
     r.int("entries", "entries per list", u64::from(entries));
     r.bool("deflate", "deflated bodies", e.opts.deflate);
@@ -96,6 +103,16 @@ pub async fn run(e: &mut Engine, r: &mut Report) -> Result<Check, String> {
         "full_state",
         "list SUBSCRIBE -> full state",
         &e.sync_times(list_ids),
+    );
+    list_cpu.report(r, "list_setup_", "list subscriptions");
+    r.float(
+        "list_setup_cpu_ms_per_list",
+        "server CPU per list (SUBSCRIBE to full state)",
+        list_cpu
+            .server_total()
+            .filter(|_| lists > 0)
+            .map(|t| t * 1000.0 / f64::from(lists)),
+        "ms",
     );
     let phase = publish_phase(e).await;
     Ok(report_publish(e, r, &phase))
