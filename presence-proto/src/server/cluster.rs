@@ -227,6 +227,13 @@ impl Cluster {
             failures: 0,
         }
     }
+
+    /// Parks a request until the store answers; returns its id.
+    fn park(&mut self, parked: Parked) -> u64 {
+        self.next_parked += 1;
+        self.parked.insert(self.next_parked, parked);
+        self.next_parked
+    }
 }
 
 impl Server {
@@ -624,32 +631,45 @@ impl Server {
         call_id: &str,
         tag: &str,
     ) -> bool {
-        let Some(c) = self.cluster.as_mut() else {
-            return false;
-        };
-        if c.looked_up || !c.connected {
-            return false;
-        }
-        c.next_parked += 1;
-        let parked = c.next_parked;
-        debug!(parked, %call_id, "SUBSCRIBE waits for a dialog lookup in the cluster store");
-        c.parked.insert(
-            parked,
-            Parked {
-                conn,
-                remote,
-                msg: msg.clone(),
-                aors: Vec::new(),
-                members: None,
-                adopt: None,
-            },
-        );
         let op = ClusterOp::LookupDialog {
             call_id: call_id.to_owned(),
             tag: tag.to_owned(),
         };
-        self.cluster_issue(now, op, Purpose::LookupDialog { parked });
-        true
+        let parked = self.park_for_lookup(now, conn, remote, msg, op, |parked| {
+            Purpose::LookupDialog { parked }
+        });
+        if let Some(parked) = parked {
+            debug!(parked, %call_id, "SUBSCRIBE waits for a dialog lookup in the cluster store");
+        }
+        parked.is_some()
+    }
+
+    /// Parks a request and looks something up for it in the store (`op`, answered as
+    /// `purpose`), unless the request was looked up already or the store is unreachable; the
+    /// parked request's id, or None when it goes on without the lookup.
+    fn park_for_lookup(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        remote: SocketAddr,
+        msg: &Message,
+        op: ClusterOp,
+        purpose: impl FnOnce(u64) -> Purpose,
+    ) -> Option<u64> {
+        let c = self.cluster.as_mut()?;
+        if c.looked_up || !c.connected {
+            return None;
+        }
+        let parked = c.park(Parked {
+            conn,
+            remote,
+            msg: msg.clone(),
+            aors: Vec::new(),
+            members: None,
+            adopt: None,
+        });
+        self.cluster_issue(now, op, purpose(parked));
+        Some(parked)
     }
 
     /// A dialog lookup is done: the dialog found is taken over once what its presentity has
@@ -783,20 +803,15 @@ impl Server {
         if !wait {
             return true;
         }
-        c.next_parked += 1;
-        let id = c.next_parked;
+        let id = c.park(Parked {
+            conn,
+            remote,
+            msg: msg.clone(),
+            aors,
+            members,
+            adopt: None,
+        });
         debug!(parked = id, "SUBSCRIBE waits for the cluster store");
-        c.parked.insert(
-            id,
-            Parked {
-                conn,
-                remote,
-                msg: msg.clone(),
-                aors,
-                members,
-                adopt: None,
-            },
-        );
         false
     }
 
@@ -811,32 +826,17 @@ impl Server {
         aor: &str,
         etag: &str,
     ) -> bool {
-        let Some(c) = self.cluster.as_mut() else {
-            return false;
-        };
-        if c.looked_up || !c.connected {
-            return false;
-        }
-        c.next_parked += 1;
-        let parked = c.next_parked;
-        debug!(parked, %etag, "PUBLISH waits for an ETag lookup in the cluster store");
-        c.parked.insert(
-            parked,
-            Parked {
-                conn,
-                remote,
-                msg: msg.clone(),
-                aors: Vec::new(),
-                members: None,
-                adopt: None,
-            },
-        );
         let op = ClusterOp::Lookup {
             aor: aor.to_owned(),
             etag: etag.to_owned(),
         };
-        self.cluster_issue(now, op, Purpose::Lookup { parked });
-        true
+        let parked = self.park_for_lookup(now, conn, remote, msg, op, |parked| Purpose::Lookup {
+            parked,
+        });
+        if let Some(parked) = parked {
+            debug!(parked, %etag, "PUBLISH waits for an ETag lookup in the cluster store");
+        }
+        parked.is_some()
     }
 
     /// A lookup is done: adopts what it found and handles the PUBLISH again.
