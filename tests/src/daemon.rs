@@ -591,6 +591,28 @@ impl SipClient {
         self.stream
     }
 
+    /// Sends an initial PUBLISH of a one-tuple PIDF document (open, with `note` if given) for
+    /// `aor`, CSeq `cseq`, and checks it is answered 200.
+    pub fn publish_open(&mut self, aor: &str, tuple_id: &str, note: Option<&str>, cseq: u32) {
+        let note = note
+            .map(|n| format!("<note>{n}</note>"))
+            .unwrap_or_default();
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"{aor}\"><tuple id=\"{tuple_id}\"><status><basic>open</basic></status><contact>{aor}</contact>{note}</tuple></presence>"
+        );
+        let msg = format!(
+            "PUBLISH {aor} SIP/2.0\r\nVia: SIP/2.0/TCP {l};branch=z9hG4bK.{b}\r\nFrom: <{aor}>;tag={t}\r\nTo: <{aor}>\r\nCall-ID: {cid}\r\nCSeq: {cseq} PUBLISH\r\nMax-Forwards: 70\r\nEvent: presence\r\nExpires: 600\r\nContent-Type: application/pidf+xml\r\nContent-Length: {len}\r\n\r\n{body}",
+            l = self.local,
+            b = unique("b"),
+            t = unique("t"),
+            cid = unique("pub-"),
+            len = body.len()
+        );
+        self.send(&msg);
+        let r = self.expect_response();
+        assert_eq!(r.status(), Some(200), "{r}");
+    }
+
     /// Writes bytes as they are.
     pub fn send_bytes(&mut self, data: &[u8]) {
         self.stream

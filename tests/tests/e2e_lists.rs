@@ -15,25 +15,6 @@ fn aor(user: &str) -> String {
     format!("sip:{user}@{DOMAIN}")
 }
 
-fn publish(c: &mut SipClient, user: &str, note: &str, n: u32) {
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"{a}\"><tuple id=\"t{user}\"><status><basic>open</basic></status><contact>{a}</contact><note>{note}</note></tuple></presence>",
-        a = aor(user)
-    );
-    let msg = format!(
-        "PUBLISH {a} SIP/2.0\r\nVia: SIP/2.0/TCP {l};branch=z9hG4bK.{b}\r\nFrom: <{a}>;tag={t}\r\nTo: <{a}>\r\nCall-ID: {cid}\r\nCSeq: {n} PUBLISH\r\nMax-Forwards: 70\r\nEvent: presence\r\nExpires: 600\r\nContent-Type: application/pidf+xml\r\nContent-Length: {len}\r\n\r\n{body}",
-        a = aor(user),
-        l = c.local,
-        b = unique("b"),
-        t = unique("t"),
-        cid = unique("pub-"),
-        len = body.len()
-    );
-    c.send(&msg);
-    let r = c.expect_response();
-    assert_eq!(r.status(), Some(200), "{r}");
-}
-
 /// Reads list NOTIFYs (answering each) until `wanted` resources have had an instance; returns them.
 fn collect_until(
     c: &mut SipClient,
@@ -63,7 +44,12 @@ fn deflated_500_entry_list_subscription_end_to_end(rt: Runtime) {
     let mut publisher = daemon.connect();
     let published = ["u007", "u123", "u250", "u499"];
     for (i, u) in published.iter().enumerate() {
-        publish(&mut publisher, u, &format!("first-{u}"), i as u32 + 1);
+        publisher.publish_open(
+            &aor(u),
+            &format!("t{u}"),
+            Some(&format!("first-{u}")),
+            i as u32 + 1,
+        );
     }
 
     let mut bob = daemon.connect();
@@ -114,7 +100,7 @@ fn deflated_500_entry_list_subscription_end_to_end(rt: Runtime) {
     let mut n = 10;
     for u in ["u007", "u123", "u321"] {
         n += 1;
-        publish(&mut publisher, u, &format!("second-{u}"), n);
+        publisher.publish_open(&aor(u), &format!("t{u}"), Some(&format!("second-{u}")), n);
     }
     let wanted: BTreeSet<String> = ["u007", "u123", "u321"].iter().map(|u| aor(u)).collect();
     let partials = collect_until(&mut bob, &wanted, Duration::from_secs(10));

@@ -127,25 +127,6 @@ fn scrape_until(addr: SocketAddr, what: &str, check: impl Fn(&Scrape) -> bool) -
     }
 }
 
-fn publish(c: &mut SipClient, user: &str) {
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"{a}\"><tuple id=\"t{user}\"><status><basic>open</basic></status><contact>{a}</contact></tuple></presence>",
-        a = aor(user)
-    );
-    let msg = format!(
-        "PUBLISH {a} SIP/2.0\r\nVia: SIP/2.0/TCP {l};branch=z9hG4bK.{b}\r\nFrom: <{a}>;tag={t}\r\nTo: <{a}>\r\nCall-ID: {cid}\r\nCSeq: 1 PUBLISH\r\nMax-Forwards: 70\r\nEvent: presence\r\nExpires: 600\r\nContent-Type: application/pidf+xml\r\nContent-Length: {len}\r\n\r\n{body}",
-        a = aor(user),
-        l = c.local,
-        b = unique("b"),
-        t = unique("t"),
-        cid = unique("pub-"),
-        len = body.len()
-    );
-    c.send(&msg);
-    let r = c.expect_response();
-    assert_eq!(r.status(), Some(200), "{r}");
-}
-
 fn subscribe(c: &mut SipClient, from: &str, to: &str) {
     let msg = format!(
         "SUBSCRIBE {them} SIP/2.0\r\nVia: SIP/2.0/TCP {l};branch=z9hG4bK.{b}\r\nFrom: <{me}>;tag={t}\r\nTo: <{them}>\r\nCall-ID: {cid}\r\nCSeq: 20 SUBSCRIBE\r\nMax-Forwards: 70\r\nEvent: presence\r\nExpires: 600\r\nContact: <sip:{from}@{l};transport=tcp>\r\nContent-Length: 0\r\n\r\n",
@@ -187,7 +168,7 @@ fn metrics_follow_publish_subscribe_and_notify(rt: Runtime) {
     );
 
     let mut alice = daemon.connect();
-    publish(&mut alice, "alice");
+    alice.publish_open(&aor("alice"), "talice", None, 1);
     let mut bob = daemon.connect();
     subscribe(&mut bob, "bob", "alice");
     // A 405 for another method.
