@@ -61,9 +61,12 @@ pub enum ClusterOp {
         announce: bool,
     },
     /// Store (for `expires`) the record of the subscription dialog `call_id`/`tag` (our tag),
-    /// [`encode_dialog`]'s bytes, or (`expires` zero, `record` empty) remove it if this node
-    /// or `previous` (the node this one took the dialog over from) wrote it: a dialog another
-    /// node took over since stays. [`ClusterReply::Done`].
+    /// [`encode_dialog`]'s bytes, or (`expires` zero, `record` empty) remove it. Either only
+    /// when no record is stored or the stored one was written by this node or by `previous`
+    /// (the node this one took the dialog over from): a dialog another node took over since
+    /// stays, and a write refused so is answered [`ClusterReply::Taken`]. When the stored
+    /// record was `previous`'s, that node is told ([`ClusterEvent::DialogTaken`] on its side)
+    /// so that it stops serving its copy. [`ClusterReply::Done`] otherwise.
     Dialog {
         call_id: String,
         tag: String,
@@ -102,6 +105,8 @@ pub enum ClusterReply {
     Snapshot(Snapshot),
     Publication(Option<StoredPublication>),
     Dialog(Option<StoredDialog>),
+    /// A dialog record write refused: another node holds the dialog now.
+    Taken,
 }
 
 /// One stored subscription dialog.
@@ -128,6 +133,35 @@ pub enum ClusterEvent {
     Connected,
     /// The store became unreachable: change events are lost until [`ClusterEvent::Connected`].
     Disconnected,
+    /// Node `by` took over this node's subscription dialog `call_id`/`tag` (our tag): the proxy
+    /// sends its requests there now, and this node drops its copy without a word (no NOTIFY,
+    /// no store write: the dialog goes on from `by`).
+    DialogTaken {
+        call_id: String,
+        tag: String,
+        by: String,
+    },
+}
+
+/// The message that tells a node its dialog was taken over (on its channel `P node:{name}`):
+/// Call-ID, tag and the new node, one a line.
+pub fn encode_taken(call_id: &str, tag: &str, by: &str) -> Bytes {
+    Bytes::from(format!("{call_id}\n{tag}\n{by}"))
+}
+
+/// Reads [`encode_taken`]'s bytes as the event it stands for.
+pub fn decode_taken(msg: &[u8]) -> Option<ClusterEvent> {
+    let s = std::str::from_utf8(msg).ok()?;
+    let mut it = s.splitn(3, '\n');
+    let (call_id, tag, by) = (it.next()?, it.next()?, it.next()?);
+    if call_id.is_empty() || tag.is_empty() || by.is_empty() {
+        return None;
+    }
+    Some(ClusterEvent::DialogTaken {
+        call_id: call_id.to_owned(),
+        tag: tag.to_owned(),
+        by: by.to_owned(),
+    })
 }
 
 /// Version tag of the stored publication format.
@@ -453,5 +487,21 @@ mod tests {
         };
         assert_eq!(decode_dialog(&encode_dialog(&l)), Some(l));
         assert!(decode_dialog(&Bytes::from_static(b"P1\nx")).is_none());
+    }
+
+    #[test]
+    fn taken_round_trip() {
+        let m = encode_taken("c@h", "lt", "n2");
+        assert_eq!(
+            decode_taken(&m),
+            Some(ClusterEvent::DialogTaken {
+                call_id: "c@h".into(),
+                tag: "lt".into(),
+                by: "n2".into()
+            })
+        );
+        assert!(decode_taken(b"c@h\nlt").is_none());
+        assert!(decode_taken(b"c@h\n\nn2").is_none());
+        assert!(decode_taken(b"\xff\nlt\nn2").is_none());
     }
 }

@@ -36,6 +36,10 @@ struct FakeStore {
     followers: BTreeMap<usize, BTreeSet<String>>,
     /// Announcements not yet delivered: (aor, origin node name).
     events: VecDeque<(String, String)>,
+    /// Messages on the nodes' own channels not yet delivered: (node name, event).
+    taken: VecDeque<(String, ClusterEvent)>,
+    /// Those messages are lost (a node's pub/sub connection down meanwhile).
+    lose_taken: bool,
     created: u64,
     /// Every operation seen, per node, for assertions.
     log: Vec<(usize, ClusterOp)>,
@@ -173,18 +177,30 @@ impl FakeStore {
                 previous,
             } => {
                 let key = (call_id.clone(), tag.clone());
+                let mine = dialog_owner_prefix(node_name);
+                let previous = previous.as_deref().unwrap_or(node_name);
+                let theirs = dialog_owner_prefix(previous);
+                let stored = self.dialogs.get(&key).filter(|(_, at)| *at > now);
+                let taken_from_previous = match stored {
+                    None => false,
+                    Some((r, _)) if r.starts_with(&mine) => false,
+                    Some((r, _)) if previous != node_name && r.starts_with(&theirs) => true,
+                    Some(_) => return ClusterReply::Taken,
+                };
                 if expires.is_zero() {
-                    let mine = dialog_owner_prefix(node_name);
-                    let theirs = dialog_owner_prefix(previous.as_deref().unwrap_or(node_name));
-                    if self
-                        .dialogs
-                        .get(&key)
-                        .is_some_and(|(r, _)| r.starts_with(&mine) || r.starts_with(&theirs))
-                    {
-                        self.dialogs.remove(&key);
-                    }
+                    self.dialogs.remove(&key);
                 } else {
                     self.dialogs.insert(key, (record.clone(), now + *expires));
+                }
+                if taken_from_previous && !self.lose_taken {
+                    self.taken.push_back((
+                        previous.to_owned(),
+                        ClusterEvent::DialogTaken {
+                            call_id: call_id.clone(),
+                            tag: tag.clone(),
+                            by: node_name.to_owned(),
+                        },
+                    ));
                 }
                 ClusterReply::Done
             }
@@ -301,6 +317,18 @@ impl Cluster {
                             origin: origin.clone(),
                         };
                         sim.server.cluster_event(sim.now, event);
+                        sim.pump();
+                    }
+                }
+            }
+            while let Some((name, event)) = self.store.taken.pop_front() {
+                moved = true;
+                for i in 0..self.nodes.len() {
+                    if !self.dead.contains(&i)
+                        && self.nodes[i].server.cluster_node() == Some(name.as_str())
+                    {
+                        let sim = &mut self.nodes[i];
+                        sim.server.cluster_event(sim.now, event.clone());
                         sim.pump();
                     }
                 }
@@ -718,6 +746,14 @@ fn cseq(m: &Message) -> u32 {
 
 /// Node 0 holds bob's subscription to alice and dies (SIGKILL: nothing more from it).
 fn dialog_on_a_dead_node(c: &mut Cluster) -> (Dialog, u32) {
+    let (d, last) = dialog_on_node_0(c);
+    c.dead.insert(0);
+    (d, last)
+}
+
+/// Node 0 holds bob's subscription to alice, with a few NOTIFYs sent: the dialog and the
+/// last NOTIFY's CSeq.
+fn dialog_on_node_0(c: &mut Cluster) -> (Dialog, u32) {
     let mut alice = c.ua(0, "alice");
     let doc = alice.pidf("t1", "before the crash", None);
     assert_eq!(
@@ -748,7 +784,6 @@ fn dialog_on_a_dead_node(c: &mut Cluster) -> (Dialog, u32) {
         ("n0", "bob@example.org")
     );
     assert!(rec.cseq_ceiling >= last, "{rec:?}");
-    c.dead.insert(0);
     (d, last)
 }
 
@@ -1024,4 +1059,204 @@ fn a_list_dialog_of_a_dead_node_is_taken_over_too() {
     let n = c.notify(1, &bob1);
     assert_eq!(decode_list(&n).state.state, "terminated");
     assert!(c.store.dialogs.is_empty(), "{:?}", c.store.dialogs);
+}
+
+/// Nothing came from node `n` on any connection.
+fn silent(c: &mut Cluster, n: usize) {
+    let conns: Vec<_> = c.nodes[n].conns.keys().copied().collect();
+    for conn in conns {
+        let left = c.nodes[n].recv_all(conn);
+        assert!(
+            left.is_empty(),
+            "node {n}: {:?}",
+            left.iter().map(|m| m.start.clone()).collect::<Vec<_>>()
+        );
+    }
+}
+
+/// Subscriptions held by node `n`.
+fn subscriptions(c: &Cluster, n: usize) -> usize {
+    c.nodes[n].server.stats().subscriptions
+}
+
+#[test]
+fn a_dialog_moved_while_its_node_is_alive_is_served_by_the_new_node_only() {
+    let mut c = Cluster::new(2, true);
+    let (mut d, last) = dialog_on_node_0(&mut c);
+    c.advance(Duration::from_secs(300));
+    // Node 0 is alive, but the proxy sends the refresh to node 1.
+    let mut bob1 = c.ua(1, "bob");
+    let m = bob1.resubscribe_msg(&mut d, 600);
+    c.nodes[1].send(bob1.conn, m);
+    c.settle();
+    assert_eq!(bob1.expect_response(&mut c.nodes[1]).status(), Some(200));
+    let n = c.notify(1, &bob1);
+    assert!(cseq(&n) > last);
+    // Node 0 was told, and dropped its copy without a word.
+    assert_eq!(subscriptions(&c, 0), 0);
+    assert_eq!(subscriptions(&c, 1), 1);
+    silent(&mut c, 0);
+    // Node 0 no longer follows alice; the shared watch relation is node 1's.
+    assert!(
+        c.ops_of(0)
+            .iter()
+            .any(|op| matches!(op, ClusterOp::Unfollow { aor } if aor == "alice@example.org"))
+    );
+    let member = format!("alice@example.org\n{}\n{}", d.call_id, d.to_tag);
+    assert!(c.store.watch["bob@example.org"].contains_key(&member));
+
+    // A change of alice (published on node 0) is notified once, by node 1.
+    let mut alice = c.ua(0, "alice");
+    let doc = alice.pidf("t9", "moved", None);
+    assert_eq!(
+        c.publish(0, &mut alice, Some(&doc), Some(600), None)
+            .status(),
+        Some(200)
+    );
+    let n = c.notify(1, &bob1);
+    assert!(body(&n).contains("moved"), "{}", body(&n));
+    silent(&mut c, 0);
+    c.nothing(1, &bob1);
+    // Past the expiry node 0 had armed (600 s after the initial SUBSCRIBE), the relation
+    // and the record are still there (the refresh on node 1 runs until 900 s).
+    c.advance(Duration::from_secs(400));
+    let _ = c.nodes[1].recv_all(bob1.conn);
+    assert!(c.store.watch["bob@example.org"].contains_key(&member));
+    assert!(
+        c.store
+            .dialogs
+            .contains_key(&(d.call_id.clone(), d.to_tag.clone()))
+    );
+}
+
+#[test]
+fn a_stale_copy_is_dropped_when_its_record_write_is_refused() {
+    let mut c = Cluster::new(2, true);
+    let (mut d, _) = dialog_on_node_0(&mut c);
+    // Node 1 takes the dialog over; node 0 misses the announcement.
+    c.store.lose_taken = true;
+    let mut bob1 = c.ua(1, "bob");
+    let m = bob1.resubscribe_msg(&mut d, 600);
+    c.nodes[1].send(bob1.conn, m);
+    c.settle();
+    assert_eq!(bob1.expect_response(&mut c.nodes[1]).status(), Some(200));
+    let _ = c.notify(1, &bob1);
+    assert_eq!(subscriptions(&c, 0), 1);
+    // The proxy sends the next refresh to node 0 again: answered, but its record write is
+    // refused, and node 0 drops its copy; the record stays node 1's.
+    let mut bob0 = c.ua(0, "bob");
+    let m = bob0.resubscribe_msg(&mut d, 600);
+    c.nodes[0].send(bob0.conn, m);
+    c.settle();
+    assert_eq!(bob0.expect_response(&mut c.nodes[0]).status(), Some(200));
+    assert_eq!(subscriptions(&c, 0), 0);
+    assert_eq!(subscriptions(&c, 1), 1);
+    let key = (d.call_id.clone(), d.to_tag.clone());
+    assert_eq!(decode_dialog(&c.store.dialogs[&key].0).unwrap().node, "n1");
+    // The refresh's NOTIFY went out before the refusal came back; nothing after it.
+    let conns: Vec<_> = c.nodes[0].conns.keys().copied().collect();
+    let sent: Vec<Message> = conns
+        .into_iter()
+        .flat_map(|conn| c.nodes[0].recv_all(conn))
+        .collect();
+    assert_eq!(
+        sent.len(),
+        1,
+        "{:?}",
+        sent.iter().map(|m| &m.start).collect::<Vec<_>>()
+    );
+    assert!(
+        header(&sent[0], HeaderName::SubscriptionState)
+            .unwrap()
+            .starts_with("active")
+    );
+    let mut alice = c.ua(0, "alice");
+    let doc = alice.pidf("t9", "after the refusal", None);
+    assert_eq!(
+        c.publish(0, &mut alice, Some(&doc), Some(600), None)
+            .status(),
+        Some(200)
+    );
+    assert!(body(&c.notify(1, &bob1)).contains("after the refusal"));
+    silent(&mut c, 0);
+}
+
+#[test]
+fn writes_that_fail_while_the_store_is_up_are_retried() {
+    let mut c = Cluster::new(2, true);
+    let mut bob = c.ua(1, "bob");
+    let mut d = c.subscribe(1, &mut bob, "sip:alice@example.org");
+    let _ = c.notify(1, &bob);
+    // The store fails every operation for a while, without the connection being lost.
+    c.mode = Mode::Down;
+    let mut alice = c.ua(0, "alice");
+    let doc = alice.pidf("t1", "written late", None);
+    let r = c.publish(0, &mut alice, Some(&doc), Some(600), None);
+    assert_eq!(r.status(), Some(200));
+    let mut carol = c.ua(1, "carol");
+    let _ = c.subscribe(1, &mut carol, "sip:dave@example.org");
+    let _ = c.notify(1, &carol);
+    // Bob unsubscribes: the removal of his watch relation and record fails too.
+    let m = bob.resubscribe_msg(&mut d, 0);
+    c.nodes[1].send(bob.conn, m);
+    c.settle();
+    assert_eq!(bob.expect_response(&mut c.nodes[1]).status(), Some(200));
+    let _ = c.notify(1, &bob);
+    assert!(c.store.pubs.is_empty());
+    assert!(!c.store.watch.contains_key("carol@example.org"));
+    let bob_member = format!("alice@example.org\n{}\n{}", d.call_id, d.to_tag);
+    assert!(c.store.watch["bob@example.org"].contains_key(&bob_member));
+
+    // The store answers again: within the retry pause, everything is written or removed.
+    c.mode = Mode::Up;
+    c.advance(Duration::from_secs(2));
+    assert_eq!(c.store.pubs.len(), 1, "{:?}", c.store.pubs.keys());
+    assert!(
+        c.store
+            .pubs
+            .contains_key(&("alice@example.org".to_owned(), etag(&r)))
+    );
+    assert!(
+        c.store.watch["carol@example.org"]
+            .keys()
+            .any(|m| m.starts_with("dave@example.org\n"))
+    );
+    assert!(!c.store.watch["bob@example.org"].contains_key(&bob_member));
+    assert!(
+        !c.store
+            .dialogs
+            .contains_key(&(d.call_id.clone(), d.to_tag.clone()))
+    );
+    // Nothing more to retry: the store sees no further writes.
+    let ops = c.store.log.len();
+    c.advance(Duration::from_secs(120));
+    let writes = c.store.log[ops..]
+        .iter()
+        .filter(|(_, op)| !matches!(op, ClusterOp::Fetch { .. }))
+        .count();
+    assert_eq!(writes, 0, "{:?}", &c.store.log[ops..]);
+}
+
+#[test]
+fn a_replaced_etag_whose_write_failed_is_removed_by_the_retry() {
+    let mut c = Cluster::new(2, true);
+    let mut alice = c.ua(0, "alice");
+    let doc = alice.pidf("t1", "first", None);
+    let r = c.publish(0, &mut alice, Some(&doc), Some(600), None);
+    let first = etag(&r);
+    assert!(
+        c.store
+            .pubs
+            .contains_key(&("alice@example.org".to_owned(), first.clone()))
+    );
+    // The modification's write fails: the store still has the first ETag.
+    c.mode = Mode::Down;
+    let doc = alice.pidf("t1", "second", None);
+    let r = c.publish(0, &mut alice, Some(&doc), Some(600), Some(&first));
+    assert_eq!(r.status(), Some(200));
+    let second = etag(&r);
+    c.mode = Mode::Up;
+    c.advance(Duration::from_secs(2));
+    let etags: Vec<&String> = c.store.pubs.keys().map(|(_, e)| e).collect();
+    assert_eq!(etags, vec![&second]);
 }

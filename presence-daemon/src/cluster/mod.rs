@@ -173,7 +173,8 @@ impl<S: Sleeper> Store<S> {
                 conn: Mutex::new(None),
                 retry_at: Mutex::new(None),
                 sink: Mutex::new(None),
-                channels: Mutex::new(BTreeSet::new()),
+                // This node's own channel (dialogs taken over by others), from the start.
+                channels: Mutex::new(BTreeSet::from([format!("{}node:{node}", settings.prefix)])),
                 scripts: Scripts {
                     publish: Script::new(scripts::PUBLISH),
                     unpublish: Script::new(scripts::UNPUBLISH),
@@ -391,8 +392,13 @@ impl<S: Sleeper> Store<S> {
                     .arg(record.as_ref())
                     .arg(ttl)
                     .arg(presence_proto::cluster::dialog_owner_prefix(node))
-                    .arg(presence_proto::cluster::dialog_owner_prefix(previous));
-                self.invoke(&inv).await.map(|_| ClusterReply::Done)
+                    .arg(presence_proto::cluster::dialog_owner_prefix(previous))
+                    .arg(self.key("node:", previous))
+                    .arg(presence_proto::cluster::encode_taken(&call_id, &tag, node).as_ref());
+                match self.invoke(&inv).await? {
+                    Value::Int(0) => Ok(ClusterReply::Taken),
+                    _ => Ok(ClusterReply::Done),
+                }
             }
             ClusterOp::LookupDialog { call_id, tag } => {
                 let mut inv = self.inner.scripts.lookup.prepare_invoke();
@@ -459,12 +465,14 @@ impl<S: Sleeper> Store<S> {
         Ok(ClusterReply::Snapshot(snap))
     }
 
-    /// An announcement, as the core's event.
+    /// An announcement, as the core's event: a change on `P chg:{aor}`, or a dialog taken
+    /// over on this node's channel `P node:{name}`.
     fn event(&self, msg: &redis::Msg) -> Option<ClusterEvent> {
-        let channel = msg.get_channel_name();
-        let aor = channel
-            .strip_prefix(&self.inner.prefix)?
-            .strip_prefix("chg:")?;
+        let channel = msg.get_channel_name().strip_prefix(&self.inner.prefix)?;
+        if channel.strip_prefix("node:") == Some(self.inner.node.as_str()) {
+            return presence_proto::cluster::decode_taken(msg.get_payload_bytes());
+        }
+        let aor = channel.strip_prefix("chg:")?;
         let origin = String::from_utf8_lossy(msg.get_payload_bytes()).into_owned();
         Some(ClusterEvent::Changed {
             aor: aor.to_owned(),

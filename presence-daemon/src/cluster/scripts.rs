@@ -86,17 +86,26 @@ if ttl <= 0 then return nil end
 return {v, ttl}
 ";
 
-/// Stores or removes a subscription dialog's record. KEYS: the record. ARGV: record, expiry
-/// (ms; 0 removes it, only when it starts with ARGV[3] or ARGV[4]: written by this node or by
-/// the one it took the dialog over from, not by another that took it over since).
+/// Stores or removes a subscription dialog's record, only when none is stored or the stored one
+/// starts with ARGV[3] (written by this node) or ARGV[4] (by the node this one took the dialog
+/// over from; ARGV[3] again when none): another node that took it over since keeps it, and
+/// the answer is 0. When the stored record was the previous node's, that node is told on its
+/// channel ARGV[5] with the message ARGV[6]. KEYS: the record. ARGV: record, expiry (ms; 0
+/// removes it), owner prefixes, channel, message.
 pub(crate) const DIALOG: &str = r"
+local v = redis.call('GET', KEYS[1])
+local mine = v and string.sub(v, 1, #ARGV[3]) == ARGV[3]
+local theirs = v and not mine and ARGV[4] ~= ARGV[3] and string.sub(v, 1, #ARGV[4]) == ARGV[4]
+if v and not mine and not theirs then
+  return 0
+end
 if ARGV[2] == '0' then
-  local v = redis.call('GET', KEYS[1])
-  if v and (string.sub(v, 1, #ARGV[3]) == ARGV[3] or string.sub(v, 1, #ARGV[4]) == ARGV[4]) then
-    redis.call('DEL', KEYS[1])
-  end
+  if v then redis.call('DEL', KEYS[1]) end
 else
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+if theirs then
+  redis.call('PUBLISH', ARGV[5], ARGV[6])
 end
 return 1
 ";

@@ -76,6 +76,13 @@
 //!   read again); the request is handled again (refresh or unsubscribe as usual, and the
 //!   refresh rewrites the record as this node's). Not found, failed or timed out: `481`, as on
 //!   a single node. Without the store: `481` at once.
+//! - **A dialog moved while its node is alive** (the proxy sent a refresh elsewhere): the
+//!   node that takes it over rewrites the record as its own, and the store tells the former
+//!   node on its channel `P node:{name}` ([`ClusterEvent::DialogTaken`]), which drops its copy
+//!   without a NOTIFY or a store write (the shared watch relations are the new node's now). A
+//!   record write is refused ([`ClusterReply::Taken`]) when another node wrote the record
+//!   since: a node that missed the announcement drops its copy at its next write. One node
+//!   serves a dialog at a time.
 //! - **A change event** for a followed presentity (from another node; a node ignores its own)
 //!   triggers one [`ClusterOp::Fetch`] (a second event during the fetch, one more fetch after
 //!   it). The snapshot replaces the remote publications, drops local ones the store no longer
@@ -86,6 +93,15 @@
 //!   store: `P`'s watch set from its last snapshot (this node follows `P` since it holds `W`'s
 //!   subscription), each relation valid until its expiry (re-checked then).
 //!
+//! # Writes that fail
+//!
+//! A write that fails or times out while the store is reachable is done again after a pause
+//! (1 s, doubling up to 30 s while they keep failing, back to the first pause after a
+//! success): the current state of what it concerned is rewritten (the presentity's local
+//! publications, the subscription's watch relations and record: a later change may have
+//! superseded the failed write), ETags it replaced or removed are removed unless alive here,
+//! removals are done again as they were (at most 10 000 kept: the rest expire in the store).
+//!
 //! # Store lost, store back
 //!
 //! [`ClusterEvent::Disconnected`]: logged loudly; the node serves from its own state (requests
@@ -94,7 +110,8 @@
 //! resynchronisation: every local publication is rewritten with its remaining expiry, every
 //! local subscription's watch relations (and dialog record) are rewritten and announced, and
 //! every followed
-//! presentity fetched again (changes missed in between are applied then).
+//! presentity fetched again (changes missed in between are applied then), and the removals
+//! that failed meanwhile done again.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -134,8 +151,14 @@ struct Answer {
 enum Purpose {
     /// A `Follow` or `Fetch` of this presentity.
     Fetch { aor: String },
-    /// A write touching this presentity's publications.
-    Write { aor: String },
+    /// A write touching this presentity's publications; `stale`: the ETags it removes or
+    /// replaces, and the one it writes (removed again by a retry if no longer alive here).
+    Write { aor: String, stale: Vec<String> },
+    /// A watch or dialog record write of a live subscription.
+    SubWrite { id: SubId },
+    /// A removal of a subscription's watch relations or dialog record (the subscription is
+    /// gone): retried as it is when it fails.
+    Removal { op: ClusterOp },
     /// An ETag lookup for a parked PUBLISH.
     Lookup { parked: u64 },
     /// A dialog lookup for a parked in-dialog SUBSCRIBE.
@@ -156,6 +179,35 @@ struct Followed {
     settled: bool,
     /// Whom it watches (other nodes' subscriptions included), until when.
     watches: Vec<(String, Instant)>,
+}
+
+/// First pause before writes that failed while the store was reachable are retried...
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// ...doubling up to this while they keep failing.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+/// Most removals kept for a retry (each also expires in the store by itself).
+const RETRY_MAX_REMOVALS: usize = 10_000;
+/// Most ETags per presentity kept for removal by a retry.
+const RETRY_MAX_STALE: usize = 16;
+
+/// Writes that failed (a timeout, an error of the store) and are done again later: the store
+/// must hold what this node owns, or other nodes miss it until the next resynchronisation.
+/// What is rewritten is the current state, not the failed operation (a later change may
+/// have superseded it); removals are done again as they were.
+#[derive(Debug)]
+struct Retry {
+    /// Presentities whose local publications are rewritten, with ETags to remove from the
+    /// store unless alive here.
+    pubs: HashMap<String, Vec<String>>,
+    /// Subscriptions whose watch relations and dialog record are rewritten.
+    subs: HashSet<SubId>,
+    removals: Vec<ClusterOp>,
+    /// A `ClusterRetry` timer is armed.
+    armed: bool,
+    /// Pause before the next retry.
+    delay: Duration,
+    /// Removals dropped since the last warning, the list being full.
+    dropped: u64,
 }
 
 /// A request waiting for the store.
@@ -196,6 +248,7 @@ pub(crate) struct Cluster {
     resync_until: Option<Instant>,
     /// Set while a PUBLISH whose ETag was looked up is handled again.
     pub(crate) looked_up: bool,
+    retry: Retry,
     /// Operations issued and failed (timeouts included), for stats.
     pub(crate) issued: u64,
     pub(crate) failures: u64,
@@ -223,6 +276,14 @@ impl Cluster {
             connected: true,
             resync_until: None,
             looked_up: false,
+            retry: Retry {
+                pubs: HashMap::new(),
+                subs: HashSet::new(),
+                removals: Vec::new(),
+                armed: false,
+                delay: RETRY_FIRST,
+                dropped: 0,
+            },
             issued: 0,
             failures: 0,
         }
@@ -309,19 +370,26 @@ impl Server {
         let Some(purpose) = c.inflight.remove(&id) else {
             return;
         };
-        if let Err(e) = &result {
-            c.failures += 1;
-            // Loud once per outage: the adapter logs the outage itself; failures while
-            // connected are worth a warning each.
-            if c.connected {
-                warn!(?id, error = %e.0, "cluster operation failed");
-            } else {
-                debug!(?id, error = %e.0, "cluster operation failed (store unreachable)");
+        match &result {
+            Err(e) => {
+                c.failures += 1;
+                // Loud once per outage: the adapter logs the outage itself; failures while
+                // connected are worth a warning each.
+                if c.connected {
+                    warn!(?id, error = %e.0, "cluster operation failed");
+                } else {
+                    debug!(?id, error = %e.0, "cluster operation failed (store unreachable)");
+                }
             }
+            Ok(_) => c.retry.delay = c.timeout.max(RETRY_FIRST),
         }
+        let failed = result.is_err();
         match purpose {
             Purpose::Fetch { aor } => self.fetched(now, &aor, result),
-            Purpose::Write { aor } => {
+            Purpose::Write { aor, stale } => {
+                if failed {
+                    self.retry_publications(now, &aor, stale);
+                }
                 let answer = self.cluster.as_mut().and_then(|c| {
                     if let Some(n) = c.writing.get_mut(&aor) {
                         *n -= 1;
@@ -351,9 +419,177 @@ impl Server {
                 };
                 self.dialog_looked_up(now, parked, found);
             }
+            Purpose::SubWrite { id } => match result {
+                Err(_) => self.retry_subscription(now, id),
+                Ok(ClusterReply::Taken) => self.drop_taken(now, id, "its record"),
+                Ok(_) => {}
+            },
+            Purpose::Removal { op } => {
+                if failed {
+                    self.retry_removal(now, op);
+                }
+            }
             Purpose::Other => {}
         }
         self.close_overflowing(now);
+    }
+
+    /// Arms the retry timer unless it is armed.
+    fn retry_arm(&mut self, now: Instant) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        if !c.retry.armed {
+            c.retry.armed = true;
+            self.timers.arm(now + c.retry.delay, Timer::ClusterRetry);
+        }
+    }
+
+    /// A publication write of `aor` failed: its publications are written again later.
+    fn retry_publications(&mut self, now: Instant, aor: &str, stale: Vec<String>) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let e = c.retry.pubs.entry(aor.to_owned()).or_default();
+        for etag in stale {
+            if e.len() < RETRY_MAX_STALE && !e.contains(&etag) {
+                e.push(etag);
+            }
+        }
+        self.retry_arm(now);
+    }
+
+    /// A watch or dialog write of subscription `id` failed: written again later.
+    fn retry_subscription(&mut self, now: Instant, id: SubId) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        c.retry.subs.insert(id);
+        self.retry_arm(now);
+    }
+
+    /// A removal failed: done again later (within bounds: it expires in the store anyway).
+    fn retry_removal(&mut self, now: Instant, op: ClusterOp) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        if c.retry.removals.len() >= RETRY_MAX_REMOVALS {
+            if c.retry.dropped == 0 {
+                warn!(
+                    "too many cluster removals to retry: further ones are left to expire in the store"
+                );
+            }
+            c.retry.dropped += 1;
+            return;
+        }
+        c.retry.removals.push(op);
+        self.retry_arm(now);
+    }
+
+    /// The retry timer: writes again what failed (with a longer pause next time), unless the
+    /// store is unreachable (the resynchronisation does it when it is back).
+    pub(crate) fn cluster_retry_timer(&mut self, now: Instant) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        c.retry.armed = false;
+        if !c.connected {
+            return;
+        }
+        c.retry.delay = (c.retry.delay * 2).min(RETRY_MAX);
+        self.cluster_retry(now, true);
+    }
+
+    /// Does what [`Retry`] holds: removals, ETags to remove, and (`rewrite`; a
+    /// resynchronisation rewrites everything itself) the current state of the presentities
+    /// and subscriptions whose writes failed.
+    fn cluster_retry(&mut self, now: Instant, rewrite: bool) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let pubs = std::mem::take(&mut c.retry.pubs);
+        let subs = std::mem::take(&mut c.retry.subs);
+        let removals = std::mem::take(&mut c.retry.removals);
+        if c.retry.dropped > 0 {
+            warn!(
+                dropped = c.retry.dropped,
+                "cluster removals were left to expire in the store"
+            );
+            c.retry.dropped = 0;
+        }
+        if pubs.is_empty() && subs.is_empty() && removals.is_empty() {
+            return;
+        }
+        info!(
+            presentities = pubs.len(),
+            subscriptions = subs.len(),
+            removals = removals.len(),
+            "retrying cluster writes that failed"
+        );
+        let mut pubs: Vec<(String, Vec<String>)> = pubs.into_iter().collect();
+        pubs.sort_unstable();
+        for (aor, stale) in pubs {
+            for etag in stale {
+                let alive = self
+                    .publications
+                    .by_etag
+                    .get(&etag)
+                    .and_then(|id| self.publications.by_id.get(id))
+                    .is_some_and(|p| p.presentity == aor && p.expires_at > now);
+                if !alive {
+                    self.cluster_unpublish(now, &aor, &etag);
+                }
+            }
+            if rewrite {
+                let mut local: Vec<PubId> = self
+                    .presentities
+                    .get(&aor)
+                    .map(|p| p.publications.clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|id| {
+                        self.publications
+                            .by_id
+                            .get(id)
+                            .is_some_and(|p| !p.remote && p.expires_at > now)
+                    })
+                    .collect();
+                local.sort_unstable();
+                for id in local {
+                    self.cluster_write(now, id, None);
+                }
+            }
+        }
+        if rewrite {
+            let mut subs: Vec<SubId> = subs.into_iter().collect();
+            subs.sort_unstable();
+            for id in subs {
+                if self
+                    .subscriptions
+                    .map
+                    .get(&id)
+                    .is_some_and(|s| s.is_registered())
+                {
+                    self.cluster_watch(now, id, true, false);
+                }
+            }
+        }
+        for op in removals {
+            let purpose = Purpose::Removal { op: op.clone() };
+            self.cluster_issue(now, op, purpose);
+        }
+    }
+
+    /// Subscription `id`'s dialog is another node's now (`how`: what told): dropped here
+    /// without a NOTIFY or a store write.
+    fn drop_taken(&mut self, now: Instant, id: SubId, how: &str) {
+        if self.forget_subscription(now, id) {
+            info!(
+                ?id,
+                by = how,
+                "subscription dialog taken over by another node: dropped here"
+            );
+        }
     }
 
     /// An operation's deadline passed: it counts as failed.
@@ -407,6 +643,13 @@ impl Server {
                 c.resync_until = Some(until);
                 self.timers.arm(until, Timer::ClusterResyncEnd);
                 self.cluster_resync(now);
+                self.cluster_retry(now, false);
+            }
+            ClusterEvent::DialogTaken { call_id, tag, by } => {
+                if let Some(id) = self.subscriptions.by_dialog(&call_id, &tag) {
+                    info!(%call_id, %by, "subscription dialog taken over by another node");
+                    self.drop_taken(now, id, "announcement");
+                }
             }
         }
         self.close_overflowing(now);
@@ -515,7 +758,15 @@ impl Server {
             max: self.config.max_presence_elements.max(1),
         };
         let aor = p.presentity.clone();
-        self.cluster_issue(now, op, Purpose::Write { aor })
+        let mut stale = vec![p.etag.clone()];
+        if let ClusterOp::Publish {
+            replaces: Some(old),
+            ..
+        } = &op
+        {
+            stale.push(old.clone());
+        }
+        self.cluster_issue(now, op, Purpose::Write { aor, stale })
     }
 
     /// Removes a publication of `aor` from the store.
@@ -536,6 +787,7 @@ impl Server {
             op,
             Purpose::Write {
                 aor: aor.to_owned(),
+                stale: vec![etag.to_owned()],
             },
         )
     }
@@ -568,7 +820,12 @@ impl Server {
             expires,
             announce,
         };
-        self.cluster_issue(now, op, Purpose::Other);
+        let purpose = if ended {
+            Purpose::Removal { op: op.clone() }
+        } else {
+            Purpose::SubWrite { id }
+        };
+        self.cluster_issue(now, op, purpose);
         self.cluster_dialog(now, id, ended);
     }
 
@@ -608,15 +865,25 @@ impl Server {
                 return;
             };
             let record = encode_dialog(&rec);
+            let previous = self
+                .subscriptions
+                .map
+                .get(&id)
+                .and_then(|s| s.stored_dialog_key().2.map(str::to_owned));
             ClusterOp::Dialog {
                 call_id: rec.call_id,
                 tag: rec.local_tag,
                 expires,
                 record,
-                previous: None,
+                previous,
             }
         };
-        self.cluster_issue(now, op, Purpose::Other);
+        let purpose = if ended {
+            Purpose::Removal { op: op.clone() }
+        } else {
+            Purpose::SubWrite { id }
+        };
+        self.cluster_issue(now, op, purpose);
     }
 
     /// For an in-dialog SUBSCRIBE whose dialog is unknown here: looks it up in the store (the

@@ -356,6 +356,7 @@ impl Server {
                 Timer::ClusterDeadline(id) => self.cluster_deadline(now, id),
                 Timer::ClusterWatchExpiry(id) => self.cluster_watch_timer(now, id),
                 Timer::ClusterResyncEnd => self.cluster_resync_end(now),
+                Timer::ClusterRetry => self.cluster_retry_timer(now),
             }
             self.close_overflowing(now);
         }

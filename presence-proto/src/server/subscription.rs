@@ -100,6 +100,13 @@ impl Subscriptions {
         self.map.len()
     }
 
+    /// The subscription of dialog `call_id`/`tag` (our tag).
+    pub(crate) fn by_dialog(&self, call_id: &str, tag: &str) -> Option<SubId> {
+        self.dialogs
+            .get(&(call_id.to_owned(), tag.to_owned()))
+            .copied()
+    }
+
     /// Subscriptions to resource lists (counted when asked: not on the NOTIFY path).
     pub(crate) fn lists(&self) -> usize {
         self.map
@@ -1042,9 +1049,8 @@ impl Server {
         Some(id)
     }
 
-    /// Forgets a subscription and updates who-watches-whom.
+    /// Forgets a subscription and updates who-watches-whom (in the cluster store too).
     fn remove_subscription(&mut self, now: Instant, id: SubId) {
-        let watched = self.watched(id);
         if self
             .subscriptions
             .map
@@ -1053,8 +1059,15 @@ impl Server {
         {
             self.cluster_watch(now, id, true, true);
         }
+        self.forget_subscription(now, id);
+    }
+
+    /// Forgets a subscription and updates who-watches-whom here only (the cluster store
+    /// left as it is: another node holds the dialog now). False if there was none.
+    pub(crate) fn forget_subscription(&mut self, now: Instant, id: SubId) -> bool {
+        let watched = self.watched(id);
         let Some(s) = self.subscriptions.map.remove(&id) else {
-            return;
+            return false;
         };
         if let Some(c) = self.conns.get_mut(&s.origin) {
             c.subscriptions = c.subscriptions.saturating_sub(1);
@@ -1064,7 +1077,7 @@ impl Server {
                 self.cluster_release(now, key);
                 self.presentities.remove_if_unused(key);
             }
-            return;
+            return true;
         }
         self.subscriptions.dialogs.remove(&(s.call_id, s.local_tag));
         for key in &watched {
@@ -1077,5 +1090,6 @@ impl Server {
             self.cluster_release(now, key);
             self.presentities.remove_if_unused(key);
         }
+        true
     }
 }

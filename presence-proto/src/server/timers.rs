@@ -28,6 +28,8 @@ pub(crate) enum Timer {
     ClusterWatchExpiry(u64),
     /// The grace period after a reconnection to the cluster store ends.
     ClusterResyncEnd,
+    /// Cluster writes that failed are due for another try.
+    ClusterRetry,
 }
 
 #[derive(Debug, Default)]
