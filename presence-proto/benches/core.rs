@@ -3,7 +3,8 @@
 //! proxy connection, actions drained), which is what the NOTIFY throughput depends on; the
 //! NOTIFY build and serialization alone (the server writes each NOTIFY straight into the
 //! connection's output buffer, so building is serializing), timed on the core's side only; RLMI
-//! and list bodies with deflate. Parsing of PUBLISH, `200 OK` and the comparison with httparse
+//! and list bodies with deflate; a connection opened and closed while many subscriptions are
+//! held. Parsing of PUBLISH, `200 OK` and the comparison with httparse
 //! are in `benches/parse.rs`.
 
 use std::hint::black_box;
@@ -468,6 +469,47 @@ fn bench_rlmi(c: &mut Criterion) {
     g.finish();
 }
 
+/// A connection that opens and closes (a client's TCP connection coming and going) while the
+/// server holds 20,000 subscriptions on another one: its cost must not grow with them.
+fn bench_close(c: &mut Criterion) {
+    let held = 20_000;
+    let config = Config {
+        bypass_condition: Some("bench".into()),
+        ..Config::default()
+    };
+    let start = Instant::now();
+    let mut server = Server::new(config, start, 1);
+    let local: SocketAddr = "127.0.0.1:5065".parse().unwrap();
+    let proxy = server.connection_opened(start, "127.0.0.1:5060".parse().unwrap(), local);
+    for chunk in (0..held).collect::<Vec<_>>().chunks(500) {
+        let mut data = String::new();
+        for i in chunk {
+            data.push_str(
+                &SUBSCRIBE
+                    .replace("bob", &format!("w{i}"))
+                    .replace("0BTamJaT-z", &format!("call{i}"))
+                    .replace("Linphone-Desktop", "bench"),
+            );
+        }
+        server.connection_data(start, proxy, data.as_bytes());
+        let mut responses = Vec::new();
+        drain(&mut server, &mut responses);
+        server.connection_data(start, proxy, &responses.concat());
+        drain(&mut server, &mut Vec::new());
+    }
+    assert_eq!(server.stats().subscriptions, held);
+    let client: SocketAddr = "192.168.1.20:43980".parse().unwrap();
+    let mut g = c.benchmark_group("connections");
+    g.bench_function("open + close one connection, 20k subscriptions held", |b| {
+        b.iter(|| {
+            let conn = server.connection_opened(start, black_box(client), local);
+            server.connection_closed(start, conn);
+            drain(&mut server, &mut Vec::new());
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     bench_parse,
@@ -475,6 +517,7 @@ criterion_group!(
     bench_fanout,
     bench_notify,
     bench_list_notify,
-    bench_rlmi
+    bench_rlmi,
+    bench_close
 );
 criterion_main!(benches);

@@ -44,8 +44,11 @@ pub(crate) struct Subscription {
     /// higher ceiling, halfway to the stored one (`u32::MAX` on a single node).
     cseq_rewrite_at: u32,
     pub(crate) expires_at: Instant,
-    /// Connection NOTIFYs currently go out on.
+    /// Connection NOTIFYs currently go out on (set through [`Subscriptions::set_conn`], which
+    /// keeps the per-connection index).
     conn: Option<ConnId>,
+    /// Its place in `Subscriptions::by_conn[conn]`.
+    conn_slot: u32,
     /// Connection the initial SUBSCRIBE arrived on (counted against its limit).
     origin: ConnId,
     pub(crate) bypass: bool,
@@ -71,6 +74,9 @@ pub(crate) struct Subscriptions {
     pub(crate) map: HashMap<SubId, Subscription>,
     /// (Call-ID, our tag) → subscription.
     dialogs: HashMap<(String, String), SubId>,
+    /// Connection → the subscriptions whose NOTIFYs go out on it: a closed connection touches
+    /// its own subscriptions only (not every subscription of the server).
+    by_conn: HashMap<ConnId, Vec<SubId>>,
     /// Prefix of every branch we generate: `z9hG4bK` + an instance token + `.`.
     branch_prefix: String,
     /// `Via: SIP/2.0/TCP host:port;branch=` + branch prefix.
@@ -91,6 +97,7 @@ impl Subscriptions {
             next: 0,
             map: HashMap::new(),
             dialogs: HashMap::new(),
+            by_conn: HashMap::new(),
             branch_prefix,
             via_prefix,
         }
@@ -98,6 +105,63 @@ impl Subscriptions {
 
     pub(crate) fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// Sends the NOTIFYs of `id` on `conn` from now on (None: a connection is looked for at
+    /// the next NOTIFY).
+    pub(crate) fn set_conn(&mut self, id: SubId, conn: Option<ConnId>) {
+        let Some(s) = self.map.get_mut(&id) else {
+            return;
+        };
+        if s.conn == conn {
+            return;
+        }
+        let old = std::mem::replace(&mut s.conn, conn);
+        let old_slot = s.conn_slot;
+        if let Some(c) = conn {
+            let v = self.by_conn.entry(c).or_default();
+            s.conn_slot = u32::try_from(v.len()).unwrap_or(u32::MAX);
+            v.push(id);
+        }
+        if let Some(c) = old {
+            self.unlink(c, old_slot, id);
+        }
+    }
+
+    /// Removes `id`, entry `slot` of `conn`'s index (the last one takes its place).
+    fn unlink(&mut self, conn: ConnId, slot: u32, id: SubId) {
+        let Some(v) = self.by_conn.get_mut(&conn) else {
+            return;
+        };
+        let slot = slot as usize;
+        debug_assert_eq!(v.get(slot), Some(&id), "connection index out of step");
+        if v.get(slot) != Some(&id) {
+            return;
+        }
+        v.swap_remove(slot);
+        if let Some(moved) = v.get(slot).copied() {
+            if let Some(m) = self.map.get_mut(&moved) {
+                m.conn_slot = slot as u32;
+            }
+        } else if v.is_empty() {
+            self.by_conn.remove(&conn);
+        }
+    }
+
+    /// Adds a subscription (its connection given by `conn`, indexed).
+    fn insert(&mut self, id: SubId, mut sub: Subscription) {
+        let conn = sub.conn.take();
+        self.map.insert(id, sub);
+        self.set_conn(id, conn);
+    }
+
+    /// Removes a subscription (and its index entry).
+    fn remove(&mut self, id: SubId) -> Option<Subscription> {
+        let s = self.map.remove(&id)?;
+        if let Some(c) = s.conn {
+            self.unlink(c, s.conn_slot, id);
+        }
+        Some(s)
     }
 
     /// The subscription of dialog `call_id`/`tag` (our tag).
@@ -436,13 +500,14 @@ impl Server {
             cseq_rewrite_at: u32::MAX,
             expires_at: now + Duration::from_secs(u64::from(expires)),
             conn: reuse.then_some(conn),
+            conn_slot: 0,
             origin: conn,
             bypass,
             unacked: Vec::new(),
             registered: !fetch,
             kind,
         };
-        self.subscriptions.map.insert(id, sub);
+        self.subscriptions.insert(id, sub);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.subscriptions += 1;
         }
@@ -517,6 +582,8 @@ impl Server {
         let local_tag = sub.local_tag.clone();
         let is_list = matches!(sub.kind, Kind::List(_));
         sub.bypass = bypass;
+        // The connection for its NOTIFYs, when it changes.
+        let mut new_conn: Option<Option<ConnId>> = None;
         if let Some(target) = contact {
             // Target refresh (RFC 6665 §4.1.2.1); the route set stays.
             let mut ru = Vec::new();
@@ -526,13 +593,16 @@ impl Server {
                 let hop = hop(&target);
                 if hop != sub.next_hop {
                     sub.next_hop = hop;
-                    sub.conn = None;
+                    new_conn = Some(None);
                 }
             }
         }
         // A refresh arriving over a live connection from the next hop is the best path back.
         if sub.next_hop.socket_addr() == Some(remote) {
-            sub.conn = Some(conn);
+            new_conn = Some(Some(conn));
+        }
+        if let Some(c) = new_conn {
+            self.subscriptions.set_conn(id, c);
         }
         let exp = itoa::Buffer::new().format(expires).as_bytes().to_vec();
         let contact_hdr = format!("<{}>", self.config.contact).into_bytes();
@@ -724,9 +794,7 @@ impl Server {
         }
         let target = sub.next_hop.clone();
         let c = self.conn_to(now, target);
-        if let Some(sub) = self.subscriptions.map.get_mut(&id) {
-            sub.conn = Some(c);
-        }
+        self.subscriptions.set_conn(id, Some(c));
         Some(c)
     }
 
@@ -900,12 +968,13 @@ impl Server {
     /// the others will look for a new path at their next NOTIFY.
     pub(crate) fn subscriptions_lost_connection(&mut self, now: Instant, conn: ConnId) {
         let mut lost = Vec::new();
-        for (id, s) in self.subscriptions.map.iter_mut() {
-            if s.conn == Some(conn) {
+        for id in self.subscriptions.by_conn.remove(&conn).unwrap_or_default() {
+            if let Some(s) = self.subscriptions.map.get_mut(&id) {
+                debug_assert_eq!(s.conn, Some(conn), "connection index out of step");
                 s.conn = None;
                 if !s.unacked.is_empty() {
                     self.stats.notify_connection_lost += s.unacked.len() as u64;
-                    lost.push(*id);
+                    lost.push(id);
                 }
             }
         }
@@ -1016,18 +1085,19 @@ impl Server {
             has_routes: d.has_routes,
             direct: d.direct,
             taken_from: Some(d.node.clone().into_boxed_str()),
-            fixed: d.fixed,
+            fixed: with_contact(&d.fixed, &self.config.contact),
             cseq: d.cseq_ceiling,
             cseq_rewrite_at: u32::MAX,
             expires_at,
             conn: reuse.then_some(conn),
+            conn_slot: 0,
             origin: conn,
             bypass: d.bypass,
             unacked: Vec::new(),
             registered: true,
             kind,
         };
-        self.subscriptions.map.insert(id, sub);
+        self.subscriptions.insert(id, sub);
         self.subscriptions.dialogs.insert(key, id);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.subscriptions += 1;
@@ -1066,7 +1136,7 @@ impl Server {
     /// left as it is: another node holds the dialog now). False if there was none.
     pub(crate) fn forget_subscription(&mut self, now: Instant, id: SubId) -> bool {
         let watched = self.watched(id);
-        let Some(s) = self.subscriptions.map.remove(&id) else {
+        let Some(s) = self.subscriptions.remove(id) else {
             return false;
         };
         if let Some(c) = self.conns.get_mut(&s.origin) {
@@ -1092,4 +1162,20 @@ impl Server {
         }
         true
     }
+}
+
+/// A dialog's fixed NOTIFY header lines with this node's `Contact` instead of the one stored
+/// by the node that wrote them (the subscriber's next requests come here).
+fn with_contact(fixed: &[u8], contact: &str) -> Bytes {
+    let mut out = Vec::with_capacity(fixed.len() + contact.len());
+    for line in fixed.split_inclusive(|b| *b == b'\n') {
+        if line.len() >= 8 && line[..8].eq_ignore_ascii_case(b"Contact:") {
+            out.extend_from_slice(b"Contact: <");
+            out.extend_from_slice(contact.as_bytes());
+            out.extend_from_slice(b">\r\n");
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    Bytes::from(out)
 }
