@@ -201,3 +201,28 @@ fn a_taken_over_dialog_is_announced_to_its_former_node_and_refused_to_it() {
     });
     run(cleanup(&p));
 }
+
+/// A quiet pub/sub connection is pinged (every 5 s) and stays up: the answer to a PING on a
+/// subscribed connection is not the plain `PONG` of a command connection.
+#[test]
+fn a_quiet_subscribed_connection_survives_its_keepalive() {
+    let p = prefix();
+    run(async {
+        let a = store(&p, "node-a");
+        let (tx, rx) = async_channel::unbounded::<ClusterEvent>();
+        let listener = a.clone();
+        let events = tokio::spawn(async move {
+            listener
+                .run_events(move |ev| {
+                    let tx = tx.clone();
+                    async move { tx.send(ev).await.is_ok() }
+                })
+                .await;
+        });
+        assert_eq!(rx.recv().await.expect("event"), ClusterEvent::Connected);
+        // Past the first keep-alive: no event at all (a failed ping reports Disconnected).
+        let quiet = tokio::time::timeout(Duration::from_millis(6500), rx.recv()).await;
+        assert!(quiet.is_err(), "unexpected event: {quiet:?}");
+        events.abort();
+    });
+}

@@ -245,6 +245,7 @@ fn config(node: &str, bypass: bool) -> Config {
             node: node.to_owned(),
             timeout: Duration::from_secs(2),
         }),
+        contact: format!("sip:{node}.example.org:5065;transport=tcp"),
         ..Config::default()
     }
 }
@@ -813,8 +814,13 @@ fn a_dialog_of_a_dead_node_is_refreshed_on_another_and_notified_from_there() {
     assert!(body(&n).contains("change 2"), "{}", body(&n));
     let state = header(&n, HeaderName::SubscriptionState).unwrap();
     assert!(state.starts_with("active"), "{state}");
-    // The same dialog: the NOTIFY's From tag is ours, its To tag the subscriber's.
+    // The same dialog: the NOTIFY's From tag is ours, its To tag the subscriber's; its
+    // Contact is node 1's, where the subscriber's next requests go.
     assert!(header(&n, HeaderName::From).unwrap().contains(&d.to_tag));
+    assert_eq!(
+        header(&n, HeaderName::Contact).as_deref(),
+        Some("<sip:n1.example.org:5065;transport=tcp>")
+    );
     assert!(header(&n, HeaderName::To).unwrap().contains(&d.from_tag));
     // The record is node 1's now.
     let key = (d.call_id.clone(), d.to_tag.clone());

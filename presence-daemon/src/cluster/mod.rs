@@ -505,7 +505,7 @@ impl<S: Sleeper> Store<S> {
                 Either::Left(None) => return Some("connection closed".to_owned()),
                 Either::Right(()) => {
                     let mut s = sink.clone();
-                    match race(s.ping::<String>(), self.sleeper.sleep(timeout)).await {
+                    match race(s.ping::<redis::Value>(), self.sleeper.sleep(timeout)).await {
                         Either::Left(Ok(_)) => {}
                         Either::Left(Err(e)) => return Some(format!("ping: {e}")),
                         Either::Right(()) => return Some("ping timed out".to_owned()),
