@@ -12,13 +12,14 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use presence_tests::daemon::{Daemon, Runtime, run_to_exit, unique};
+use presence_tests::kamailio::{self, Kamailio, free_port, have, kill_and_wait, workspace_root};
 use presence_tests::on_both_runtimes;
 
 const DOMAIN: &str = "example.org";
@@ -26,28 +27,9 @@ const DOMAIN: &str = "example.org";
 const ALICE_PHONE: &str = "+33612345678";
 /// How long a client may take to show a change (list NOTIFYs are batched for up to 2 s).
 const SHOW_TIMEOUT: Duration = Duration::from_secs(15);
-const SKIP_VAR: &str = "PRESENCE_SKIP_REAL_CLIENTS";
 
 // ---------------------------------------------------------------------------------------------
 // Tools
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {cmd}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
 
 /// None when everything is there, else what is missing.
 fn missing_tools() -> Option<String> {
@@ -74,18 +56,11 @@ fn missing_tools() -> Option<String> {
 /// True when the test should run; false (with a printed reason) when the tools are missing and
 /// `PRESENCE_SKIP_REAL_CLIENTS` is set. Panics when they are missing otherwise.
 fn tools_ready(test: &str) -> bool {
-    let Some(missing) = missing_tools() else {
-        return true;
-    };
-    if std::env::var_os(SKIP_VAR).is_some_and(|v| !v.is_empty() && v != "0") {
-        eprintln!("SKIPPED {test}: missing {missing} ({SKIP_VAR} is set)");
-        return false;
-    }
-    panic!(
-        "the real-client tests need: {missing}. Install them with \
-         `apt-get install -y kamailio baresip-core liblinphone-dev pkg-config gcc`, \
-         or set {SKIP_VAR}=1 to skip these tests"
-    );
+    kamailio::tools_ready(
+        &format!("the real-client test {test:?}"),
+        missing_tools(),
+        "apt-get install -y kamailio baresip-core liblinphone-dev pkg-config gcc",
+    )
 }
 
 /// clients/lpdriver.c compiled once per test run, into target/<profile>/real-clients/.
@@ -141,51 +116,15 @@ fn lpdriver() -> &'static Path {
     })
 }
 
-/// A port free at the time of the call.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind a free port")
-}
-
-fn wait_port(port: u16, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
-fn kill_and_wait(child: &mut Child, grace: Duration) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 // ---------------------------------------------------------------------------------------------
 // The platform: account database, presence server, proxy
 
 struct Platform {
     dir: PathBuf,
+    /// The proxy (stopped first on drop; its log is printed if the test fails).
+    proxy: Kamailio,
     /// The daemon under test (stopped on drop; its log is printed if the test fails).
     _server: Daemon,
-    proxy: Child,
-    proxy_port: u16,
-    proxy_log: PathBuf,
 }
 
 impl Platform {
@@ -206,78 +145,38 @@ impl Platform {
             assert!(run.status.success(), "accounts add {aor}: {}", run.stderr);
         }
         let server = Daemon::start(rt, &format!("accounts-database={}\n{extra}", db.display()));
-        let cfg = workspace_root().join("examples/kamailio-presence-proxy.cfg");
-        let proxy_log = dir.join("kamailio.log");
-        for attempt in 0.. {
-            let port = free_port();
-            let log = std::fs::File::create(&proxy_log).expect("kamailio log");
-            let mut proxy = Command::new("kamailio")
-                .args(["-DD", "-E", "-m", "64", "-M", "8", "-f"])
-                .arg(&cfg)
-                .arg("-A")
-                .arg(format!("LISTEN=tcp:127.0.0.1:{port}"))
-                .arg("-A")
-                .arg(format!(
+        let proxy = Kamailio::start(
+            &dir,
+            &[
+                format!(
                     "PRESENCE_SERVER=\"sip:127.0.0.1:{};transport=tcp\"",
                     server.port()
-                ))
-                .arg("-A")
-                .arg(format!("DOMAIN=\"{DOMAIN}\""))
-                .args(["-A", "WITH_PRESENCE_LOG", "-Y"])
-                .arg(&dir)
-                .arg("-P")
-                .arg(dir.join("kamailio.pid"))
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log"))
-                .stderr(log)
-                .spawn()
-                .expect("spawn kamailio");
-            if wait_port(port, Duration::from_secs(10)) && proxy.try_wait().ok().flatten().is_none()
-            {
-                return Platform {
-                    dir,
-                    _server: server,
-                    proxy,
-                    proxy_port: port,
-                    proxy_log,
-                };
-            }
-            kill_and_wait(&mut proxy, Duration::from_secs(2));
-            let log = std::fs::read_to_string(&proxy_log).unwrap_or_default();
-            assert!(attempt < 2, "kamailio did not start:\n{log}");
+                ),
+                format!("DOMAIN=\"{DOMAIN}\""),
+                "WITH_PRESENCE_LOG".to_owned(),
+            ],
+        );
+        Platform {
+            dir,
+            proxy,
+            _server: server,
         }
-        unreachable!()
     }
 
     /// The proxy's URI, as clients use it (outbound proxy / registrar).
     fn proxy_uri(&self) -> String {
-        format!("sip:127.0.0.1:{};transport=tcp", self.proxy_port)
+        self.proxy.uri()
     }
 
     /// The `presence: ...` lines Kamailio logged for each PUBLISH and SUBSCRIBE it routed to the
     /// server, and each in-dialog NOTIFY or SUBSCRIBE it relayed.
     fn routed(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.proxy_log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.find("presence: ").map(|i| l[i + 10..].to_owned()))
-            .collect()
+        self.proxy.routed()
     }
 
     /// Waits until the proxy logged a line for which `pred` holds.
     fn wait_routed(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + SHOW_TIMEOUT;
-        loop {
-            if let Some(line) = self.routed().into_iter().find(|l| pred(l)) {
-                return line;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the proxy saw no {what} within {SHOW_TIMEOUT:?}:\n{}",
-                self.routed().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.proxy.wait_routed(what, SHOW_TIMEOUT, pred)
     }
 
     fn linphone(&self, user: &str, extra: &[&str]) -> Linphone {
@@ -291,12 +190,8 @@ impl Platform {
 
 impl Drop for Platform {
     fn drop(&mut self) {
-        kill_and_wait(&mut self.proxy, Duration::from_secs(3));
+        self.proxy.stop();
         if std::thread::panicking() {
-            eprintln!(
-                "--- kamailio ---\n{}\n------",
-                std::fs::read_to_string(&self.proxy_log).unwrap_or_default()
-            );
             eprintln!("(files kept in {})", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
