@@ -164,19 +164,23 @@ pub fn decode_taken(msg: &[u8]) -> Option<ClusterEvent> {
     })
 }
 
-/// Version tag of the stored publication format.
-const PAYLOAD_VERSION: &[u8] = b"P1\n";
+/// Version tag of the stored publication format (`P1`, without the instance line, is still
+/// read).
+const PAYLOAD_VERSION: &[u8] = b"P2\n";
+const PAYLOAD_VERSION_1: &[u8] = b"P1\n";
 
-/// A stored publication: `P1\n`, the node that wrote it, the presentity's entity URI, each on
-/// its line, then the PIDF document as published.
-pub fn encode_payload(node: &str, entity: &str, pidf: &[u8]) -> Bytes {
-    let mut out =
-        Vec::with_capacity(PAYLOAD_VERSION.len() + node.len() + entity.len() + 2 + pidf.len());
+/// A stored publication: `P2\n`, the node that wrote it, the writing process's instance token
+/// (a node restarted under the same name is another instance), the presentity's entity URI,
+/// each on its line, then the PIDF document as published.
+pub fn encode_payload(node: &str, instance: &str, entity: &str, pidf: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(
+        PAYLOAD_VERSION.len() + node.len() + instance.len() + entity.len() + 3 + pidf.len(),
+    );
     out.extend_from_slice(PAYLOAD_VERSION);
-    out.extend_from_slice(node.as_bytes());
-    out.push(b'\n');
-    out.extend_from_slice(entity.as_bytes());
-    out.push(b'\n');
+    for field in [node, instance, entity] {
+        out.extend_from_slice(field.as_bytes());
+        out.push(b'\n');
+    }
     out.extend_from_slice(pidf);
     Bytes::from(out)
 }
@@ -185,21 +189,36 @@ pub fn encode_payload(node: &str, entity: &str, pidf: &[u8]) -> Bytes {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payload {
     pub node: String,
+    /// Empty for the `P1` format.
+    pub instance: String,
     pub entity: String,
     pub pidf: Bytes,
 }
 
-/// Reads [`encode_payload`]'s bytes; None for another version or garbage.
+/// Reads [`encode_payload`]'s bytes (or the `P1` format's); None for another version or
+/// garbage.
 pub fn decode_payload(payload: &Bytes) -> Option<Payload> {
-    let rest = payload.strip_prefix(PAYLOAD_VERSION)?;
-    let nl = memchr::memchr(b'\n', rest)?;
-    let node = std::str::from_utf8(&rest[..nl]).ok()?;
-    let rest2 = &rest[nl + 1..];
-    let nl2 = memchr::memchr(b'\n', rest2)?;
-    let entity = std::str::from_utf8(&rest2[..nl2]).ok()?;
-    let start = payload.len() - rest2.len() + nl2 + 1;
+    let (rest, fields) = if let Some(rest) = payload.strip_prefix(PAYLOAD_VERSION) {
+        (rest, 3)
+    } else {
+        (payload.strip_prefix(PAYLOAD_VERSION_1)?, 2)
+    };
+    let mut values: Vec<&str> = Vec::with_capacity(3);
+    let mut at = 0;
+    for _ in 0..fields {
+        let nl = memchr::memchr(b'\n', &rest[at..])?;
+        values.push(std::str::from_utf8(&rest[at..at + nl]).ok()?);
+        at += nl + 1;
+    }
+    let start = payload.len() - rest.len() + at;
+    let (node, instance, entity) = match values[..] {
+        [node, instance, entity] => (node, instance, entity),
+        [node, entity] => (node, "", entity),
+        _ => return None,
+    };
     Some(Payload {
         node: node.to_owned(),
+        instance: instance.to_owned(),
         entity: entity.to_owned(),
         pidf: payload.slice(start..),
     })
@@ -435,12 +454,18 @@ mod tests {
 
     #[test]
     fn payload_round_trip() {
-        let p = encode_payload("n1", "sip:a@b", b"<presence/>\n");
+        let p = encode_payload("n1", "i7", "sip:a@b", b"<presence/>\n");
         let d = decode_payload(&p).unwrap();
         assert_eq!(d.node, "n1");
+        assert_eq!(d.instance, "i7");
         assert_eq!(d.entity, "sip:a@b");
         assert_eq!(&d.pidf[..], b"<presence/>\n");
-        assert!(decode_payload(&Bytes::from_static(b"P2\nx\ny\nz")).is_none());
+        // The former format, without the instance.
+        let d = decode_payload(&Bytes::from_static(b"P1\nn1\nsip:a@b\n<presence/>")).unwrap();
+        assert_eq!((d.node.as_str(), d.instance.as_str()), ("n1", ""));
+        assert_eq!(&d.pidf[..], b"<presence/>");
+        assert!(decode_payload(&Bytes::from_static(b"P3\nx\ny\nz\nw")).is_none());
+        assert!(decode_payload(&Bytes::from_static(b"P2\nx\ny")).is_none());
         assert!(decode_payload(&Bytes::from_static(b"P1\nx")).is_none());
     }
 

@@ -1266,3 +1266,109 @@ fn a_replaced_etag_whose_write_failed_is_removed_by_the_retry() {
     let etags: Vec<&String> = c.store.pubs.keys().map(|(_, e)| e).collect();
     assert_eq!(etags, vec![&second]);
 }
+
+/// Answers the held operations of node `i` (in order), applying them to the store now.
+fn release_held(c: &mut Cluster, i: usize) {
+    let held: Vec<_> = std::mem::take(&mut c.held);
+    for (n, id, op) in held {
+        if n != i {
+            c.held.push((n, id, op));
+            continue;
+        }
+        let name = c.nodes[n].server.cluster_node().unwrap().to_owned();
+        let now = c.now();
+        let reply = c.store.apply(n, &name, &op, now);
+        let sim = &mut c.nodes[n];
+        sim.server.cluster_result(sim.now, id, Ok(reply));
+        sim.pump();
+    }
+}
+
+#[test]
+fn a_snapshot_read_before_a_local_modification_does_not_bring_the_old_version_back() {
+    let mut c = Cluster::new(2, true);
+    let mut carol = c.ua(0, "carol");
+    c.subscribe(0, &mut carol, "sip:alice@example.org");
+    c.notify(0, &carol);
+    let mut alice = c.ua(0, "alice");
+    let doc = alice.pidf("t1", "old version", None);
+    let first = etag(&c.publish(0, &mut alice, Some(&doc), Some(600), None));
+    c.notify(0, &carol);
+    // Another node announces a change of alice: node 0 fetches; the store hangs.
+    c.mode = Mode::Hang;
+    c.event(
+        0,
+        ClusterEvent::Changed {
+            aor: "alice@example.org".into(),
+            origin: "n1".into(),
+        },
+    );
+    let fetch = c.held.pop().expect("a fetch");
+    assert!(matches!(fetch.2, ClusterOp::Fetch { .. }), "{fetch:?}");
+    // Meanwhile alice modifies her publication on node 0 (its write hangs too).
+    let doc = alice.pidf("t1", "new version", None);
+    let m = alice.publish_msg(Some(&doc), Some(600), Some(&first));
+    c.nodes[0].send(alice.conn, m);
+    c.settle();
+    assert!(body(&c.notify(0, &carol)).contains("new version"));
+    // The snapshot read before the write lands: it still has the old version.
+    let now = c.now();
+    let snap = c.store.snapshot("alice@example.org", now);
+    assert_eq!(snap.publications.len(), 1);
+    let sim = &mut c.nodes[0];
+    sim.server
+        .cluster_result(sim.now, fetch.1, Ok(ClusterReply::Snapshot(snap)));
+    sim.pump();
+    c.mode = Mode::Up;
+    release_held(&mut c, 0);
+    c.settle();
+    let r = alice.expect_response(&mut c.nodes[0]);
+    assert_eq!(r.status(), Some(200));
+    // One publication, the new one, here and in the store; carol was not told the old one.
+    assert_eq!(c.nodes[0].server.stats().publications, 1);
+    let etags: Vec<&String> = c.store.pubs.keys().map(|(_, e)| e).collect();
+    assert_eq!(etags, vec![&etag(&r)]);
+    for n in c.nodes[0].recv_all(carol.conn) {
+        assert!(!body(&n).contains("old version"), "{}", body(&n));
+    }
+}
+
+#[test]
+fn writes_of_one_presentity_reach_the_store_one_at_a_time_in_order() {
+    let mut c = Cluster::new(2, true);
+    let mut alice = c.ua(0, "alice");
+    let doc = alice.pidf("t1", "v1", None);
+    let mut tag = etag(&c.publish(0, &mut alice, Some(&doc), Some(600), None));
+    c.mode = Mode::Hang;
+    // Two modifications in a row while the first write hangs: one write is sent.
+    for v in ["v2", "v3"] {
+        let doc = alice.pidf("t1", v, None);
+        let m = alice.publish_msg(Some(&doc), Some(600), Some(&tag));
+        c.nodes[0].send(alice.conn, m);
+        c.settle();
+        // The 200 waits for the write: the new ETag is the one the server will answer.
+        let held = c.held.len();
+        assert_eq!(held, 1, "{:?}", c.held);
+        if v == "v2" {
+            // Learn v2's ETag from the write the server sent.
+            if let ClusterOp::Publish { etag, .. } = &c.held[0].2 {
+                tag = etag.clone();
+            }
+        }
+    }
+    c.mode = Mode::Up;
+    // The first write done, the second is sent (and done at once now).
+    release_held(&mut c, 0);
+    c.settle();
+    let publishes: Vec<&ClusterOp> = c
+        .ops_of(0)
+        .into_iter()
+        .filter(|op| matches!(op, ClusterOp::Publish { .. }))
+        .collect();
+    assert_eq!(publishes.len(), 3, "{publishes:?}");
+    let r2 = alice.expect_response(&mut c.nodes[0]);
+    let r3 = alice.expect_response(&mut c.nodes[0]);
+    assert_eq!((r2.status(), r3.status()), (Some(200), Some(200)));
+    let etags: Vec<&String> = c.store.pubs.keys().map(|(_, e)| e).collect();
+    assert_eq!(etags, vec![&etag(&r3)]);
+}

@@ -25,11 +25,16 @@
 //!
 //! | key | type | content |
 //! |---|---|---|
-//! | `P pub:{aor}:{etag}` | string, `PX` = the publication's expiry | [`encode_payload`]: `P1\n`, writing node, entity URI, the PIDF bytes |
+//! | `P pub:{aor}:{etag}` | string, `PX` = the publication's expiry | [`encode_payload`]: `P2\n`, writing node, its process's instance token, entity URI, the PIDF bytes |
 //! | `P pubs:{aor}` | sorted set | the ETags of `aor`'s publications, scored by creation time (store clock, µs; a refresh keeps the score); pruned of expired ETags when read; expires with its last publication |
 //! | `P watch:{aor}` | sorted set | whom `aor` watches: members `{presentity}\n{call-id}\n{our tag}` (one per subscription dialog and watched resource), scored by the subscription's expiry (store clock, ms); pruned when read |
 //! | `P dlg:{call-id}:{tag}` | string, `PX` = the subscription's expiry | a subscription dialog ([`encode_dialog`]: `D1\n`, writing node, dialog identifiers, watcher, presentity, NOTIFY target and next hop, flags, NOTIFY CSeq ceiling, for a list its URI, RLMI version ceiling, multipart boundary and resources, then the NOTIFYs' fixed header lines); `{tag}` is our tag |
 //! | `P chg:{aor}` | pub/sub channel | a change of `aor`'s publications or of whom it watches; the message is the writing node's name |
+//!
+//! Writes of one presentity's publications, of one subscription's watch relations and of one
+//! dialog record are sent one at a time, in the order they were made (the next waits for the
+//! previous one's outcome), so that the store never applies an older state after a newer one
+//! (two connections, or a script loaded again after a Redis restart, could reorder them).
 //!
 //! Writes are Lua scripts (one round trip, atomic, store clock for scores): a publication is
 //! written with its key, its index entry (dropping the oldest beyond `max-presence-elements`)
@@ -210,6 +215,21 @@ struct Retry {
     dropped: u64,
 }
 
+/// What orders an operation against others (None: no order needed): the presentity of a
+/// publication write, the subscription of a watch write, the dialog of a record write.
+fn order_key(op: &ClusterOp) -> Option<String> {
+    match op {
+        ClusterOp::Publish { aor, .. } | ClusterOp::Unpublish { aor, .. } => {
+            Some(format!("p\n{aor}"))
+        }
+        ClusterOp::Watch {
+            watcher, dialog, ..
+        } => Some(format!("w\n{watcher}\n{dialog}")),
+        ClusterOp::Dialog { call_id, tag, .. } => Some(format!("d\n{call_id}\n{tag}")),
+        _ => None,
+    }
+}
+
 /// A request waiting for the store.
 #[derive(Debug)]
 struct Parked {
@@ -229,6 +249,9 @@ struct Parked {
 #[derive(Debug)]
 pub(crate) struct Cluster {
     pub(crate) node: String,
+    /// This process's token, in the publications it writes: one that the store still has but
+    /// this process no longer does was replaced or removed here (the store gets it soon).
+    instance: String,
     timeout: Duration,
     next_op: u64,
     inflight: HashMap<ClusterOpId, Purpose>,
@@ -249,20 +272,27 @@ pub(crate) struct Cluster {
     /// Set while a PUBLISH whose ETag was looked up is handled again.
     pub(crate) looked_up: bool,
     retry: Retry,
+    /// Per order key (see [`order_key`]), the operations waiting behind the one in flight.
+    ordered: HashMap<String, std::collections::VecDeque<(ClusterOpId, ClusterOp)>>,
+    /// The order key of each operation in flight that has one.
+    order_keys: HashMap<ClusterOpId, String>,
     /// Operations issued and failed (timeouts included), for stats.
     pub(crate) issued: u64,
     pub(crate) failures: u64,
 }
 
 impl Cluster {
-    pub(crate) fn new(config: &ClusterConfig, generated: String) -> Cluster {
+    /// `instance`: this process's token (the node is named `node-{instance}` when
+    /// `config.node` is empty).
+    pub(crate) fn new(config: &ClusterConfig, instance: &str) -> Cluster {
         let node = if config.node.trim().is_empty() {
-            generated
+            format!("node-{instance}")
         } else {
             config.node.trim().to_owned()
         };
         Cluster {
             node,
+            instance: instance.to_owned(),
             timeout: config.timeout,
             next_op: 0,
             inflight: HashMap::new(),
@@ -284,6 +314,8 @@ impl Cluster {
                 delay: RETRY_FIRST,
                 dropped: 0,
             },
+            ordered: HashMap::new(),
+            order_keys: HashMap::new(),
             issued: 0,
             failures: 0,
         }
@@ -303,6 +335,10 @@ impl Server {
         self.cluster.as_ref().map(|c| c.node.as_str())
     }
 
+    /// Issues `op` (its outcome handled as `purpose`). Writes of one presentity's
+    /// publications, of one subscription's watch relations and of one dialog record reach the
+    /// store in the order they were issued: each waits until the previous one of its kind is
+    /// done (its id is given at once; its deadline runs from when it is sent).
     fn cluster_issue(
         &mut self,
         now: Instant,
@@ -314,10 +350,46 @@ impl Server {
         c.issued += 1;
         let id = ClusterOpId(c.next_op);
         c.inflight.insert(id, purpose);
+        if let Some(key) = order_key(&op) {
+            if let Some(queue) = c.ordered.get_mut(&key) {
+                queue.push_back((id, op));
+                return Some(id);
+            }
+            c.ordered
+                .insert(key.clone(), std::collections::VecDeque::new());
+            c.order_keys.insert(id, key);
+        }
+        self.cluster_send(now, id, op);
+        Some(id)
+    }
+
+    fn cluster_send(&mut self, now: Instant, id: ClusterOpId, op: ClusterOp) {
+        let Some(c) = self.cluster.as_ref() else {
+            return;
+        };
         let at = now + c.timeout;
         self.timers.arm(at, Timer::ClusterDeadline(id));
         self.output.connect(Action::Cluster { id, op });
-        Some(id)
+    }
+
+    /// Operation `id` is done: the next one of its order key, if any, is sent.
+    fn cluster_next_in_order(&mut self, now: Instant, id: ClusterOpId) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let Some(key) = c.order_keys.remove(&id) else {
+            return;
+        };
+        let next = c.ordered.get_mut(&key).and_then(|q| q.pop_front());
+        match next {
+            Some((next, op)) => {
+                c.order_keys.insert(next, key);
+                self.cluster_send(now, next, op);
+            }
+            None => {
+                c.ordered.remove(&key);
+            }
+        }
     }
 
     /// The PIDF body a publication keeps for the store: a copy in cluster mode (not a view that
@@ -368,6 +440,10 @@ impl Server {
             return;
         };
         let Some(purpose) = c.inflight.remove(&id) else {
+            return;
+        };
+        self.cluster_next_in_order(now, id);
+        let Some(c) = self.cluster.as_mut() else {
             return;
         };
         match &result {
@@ -747,7 +823,7 @@ impl Server {
             .get(&p.presentity)
             .map(|e| e.entity.as_str())
             .unwrap_or_default();
-        let payload = encode_payload(&c.node, entity, &p.raw);
+        let payload = encode_payload(&c.node, &c.instance, entity, &p.raw);
         *c.writing.entry(p.presentity.clone()).or_insert(0) += 1;
         let op = ClusterOp::Publish {
             aor: p.presentity.clone(),
@@ -1238,9 +1314,18 @@ impl Server {
             }
             changed = true;
         }
-        // What it has that we do not.
+        // What it has that we do not (but not what this process wrote and has replaced or
+        // removed since: a snapshot read before that write landed).
+        let instance = self
+            .cluster
+            .as_ref()
+            .map(|c| c.instance.clone())
+            .unwrap_or_default();
         for stored in &snap.publications {
             match self.publications.by_etag.get(&stored.etag).copied() {
+                None if decode_payload(&stored.payload).is_some_and(|p| p.instance == instance) => {
+                    debug!(presentity = %aor, etag = %stored.etag, "stale publication of this node in a snapshot: ignored");
+                }
                 Some(id) => {
                     if let Some(p) = self.publications.by_id.get_mut(&id)
                         && p.remote

@@ -237,7 +237,7 @@ impl Server {
         let cluster = config
             .cluster
             .as_ref()
-            .map(|c| cluster::Cluster::new(c, format!("node-{instance}")));
+            .map(|c| cluster::Cluster::new(c, &instance));
         let subscriptions = Subscriptions::new(&config, instance);
         Server {
             config,
