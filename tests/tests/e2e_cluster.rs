@@ -386,6 +386,54 @@ fn a_killed_nodes_dialog_is_refreshed_on_a_surviving_node(rt: Runtime) {
     wait_key(&ns, &dlg_key, false);
 }
 
+on_both_runtimes!(a_dialog_moved_while_its_node_lives_is_served_by_one_node);
+/// The proxy sends a refresh to node b while node a, which holds the dialog, is alive: node b
+/// takes it over and tells node a, which drops its copy; the next change is notified once,
+/// by node b.
+fn a_dialog_moved_while_its_node_lives_is_served_by_one_node(rt: Runtime) {
+    let ns = Namespace::new();
+    let a = Daemon::start(rt, &ns.node("a", "bypass-condition=cluster-test"));
+    let b = Daemon::start(rt, &ns.node("b", "bypass-condition=cluster-test"));
+    let mut alice_a = Ua::new(&a, "alice");
+    let first = alice_a.publish(Some(&pidf("alice", "first")), 600, None);
+    assert_eq!(first.status(), Some(200), "{first}");
+    let mut bob_a = Ua::new(&a, "bob");
+    bob_a.user_agent = "cluster-test";
+    let (mut d, _) = bob_a.subscribe("alice");
+    let dlg_key = format!("{}dlg:{}:{}", ns.0, d.call_id, d.to_tag);
+    wait_key(&ns, &dlg_key, true);
+
+    let mut bob_b = Ua::new(&b, "bob");
+    bob_b.user_agent = "cluster-test";
+    let (r, n) = bob_b.resubscribe(&mut d, 600);
+    assert_eq!(r.status(), Some(200), "{r}");
+    assert!(n.body_str().contains("first"), "{}", n.body_str());
+    let deadline = Instant::now() + CROSS;
+    while !a.log().contains("dropped here") {
+        assert!(Instant::now() < deadline, "{}", a.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // A change published on node a reaches bob from node b only.
+    let r = alice_a.publish(Some(&pidf("alice", "second")), 600, Some(&etag(&first)));
+    assert_eq!(r.status(), Some(200), "{r}");
+    let n2 = bob_b.notify();
+    assert!(n2.body_str().contains("second"), "{}", n2.body_str());
+    // Node a would have sent its NOTIFY before node b heard of the change.
+    if let Ok(m) = bob_a.conn.recv(Duration::from_millis(300)) {
+        panic!("node a still notifies:\n{m}");
+    }
+    // The record is node b's, and stays after node a's copy would have ended.
+    let (r, n) = bob_b.resubscribe(&mut d, 0);
+    assert_eq!(r.status(), Some(200), "{r}");
+    assert!(
+        n.header("Subscription-State")
+            .is_some_and(|s| s.starts_with("terminated")),
+        "{n}"
+    );
+    wait_key(&ns, &dlg_key, false);
+}
+
 /// Waits until `key` is in Redis (`present`) or gone.
 fn wait_key(ns: &Namespace, key: &str, present: bool) {
     let deadline = Instant::now() + CROSS;
