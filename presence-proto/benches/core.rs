@@ -475,6 +475,7 @@ fn bench_close(c: &mut Criterion) {
     let held = 20_000;
     let config = Config {
         bypass_condition: Some("bench".into()),
+        max_subscriptions_per_connection: held,
         ..Config::default()
     };
     let start = Instant::now();
