@@ -1372,3 +1372,36 @@ fn writes_of_one_presentity_reach_the_store_one_at_a_time_in_order() {
     let etags: Vec<&String> = c.store.pubs.keys().map(|(_, e)| e).collect();
     assert_eq!(etags, vec![&etag(&r3)]);
 }
+
+#[test]
+fn a_publish_queued_behind_a_hanging_write_is_answered_within_the_timeout() {
+    let mut c = Cluster::new(2, true);
+    let mut alice = c.ua(0, "alice");
+    let doc = alice.pidf("t1", "v1", None);
+    let tag = etag(&c.publish(0, &mut alice, Some(&doc), Some(600), None));
+    c.mode = Mode::Hang;
+    let doc = alice.pidf("t1", "v2", None);
+    let m = alice.publish_msg(Some(&doc), Some(600), Some(&tag));
+    c.nodes[0].send(alice.conn, m);
+    c.settle();
+    let tag2 = match &c.held[0].2 {
+        ClusterOp::Publish { etag, .. } => etag.clone(),
+        other => panic!("{other:?}"),
+    };
+    let doc = alice.pidf("t1", "v3", None);
+    let m = alice.publish_msg(Some(&doc), Some(600), Some(&tag2));
+    c.nodes[0].send(alice.conn, m);
+    c.settle();
+    assert!(
+        c.nodes[0].recv_all(alice.conn).is_empty(),
+        "both wait for their write"
+    );
+    // cluster-timeout (2 s) later, both are answered, though the second write has not even
+    // been sent yet when the first one times out.
+    c.advance(Duration::from_millis(2100));
+    let answers = c.nodes[0].recv_all(alice.conn);
+    assert_eq!(
+        answers.iter().map(|m| m.status()).collect::<Vec<_>>(),
+        vec![Some(200), Some(200)]
+    );
+}

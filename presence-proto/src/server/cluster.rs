@@ -405,6 +405,7 @@ impl Server {
     /// Holds a PUBLISH's 200 until `write` is done (true), unless the store is unreachable.
     pub(crate) fn cluster_defer(
         &mut self,
+        now: Instant,
         write: ClusterOpId,
         conn: ConnId,
         remote: SocketAddr,
@@ -426,6 +427,10 @@ impl Server {
                 published: published.map(|(e, x)| (e.to_owned(), x)),
             },
         );
+        // At most `cluster-timeout` from now, even when the write waits behind another one
+        // of the same presentity.
+        let at = now + c.timeout;
+        self.timers.arm(at, Timer::ClusterAnswer(write));
         true
     }
 
@@ -666,6 +671,16 @@ impl Server {
                 "subscription dialog taken over by another node: dropped here"
             );
         }
+    }
+
+    /// A PUBLISH's 200 held for its write is due: sent now if still held (the write is
+    /// still on its way: it keeps its own deadline).
+    pub(crate) fn cluster_answer_due(&mut self, id: ClusterOpId) {
+        let Some(a) = self.cluster.as_mut().and_then(|c| c.answers.remove(&id)) else {
+            return;
+        };
+        let published = a.published.as_ref().map(|(e, x)| (e.as_str(), *x));
+        self.respond_publish(a.conn, a.remote, &a.msg, published);
     }
 
     /// An operation's deadline passed: it counts as failed.

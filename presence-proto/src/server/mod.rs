@@ -357,6 +357,7 @@ impl Server {
                 Timer::ClusterWatchExpiry(id) => self.cluster_watch_timer(now, id),
                 Timer::ClusterResyncEnd => self.cluster_resync_end(now),
                 Timer::ClusterRetry => self.cluster_retry_timer(now),
+                Timer::ClusterAnswer(id) => self.cluster_answer_due(id),
             }
             self.close_overflowing(now);
         }

@@ -233,7 +233,7 @@ impl Server {
                     None => None,
                 };
                 self.remove_publication(now, id);
-                self.answer_publish(conn, remote, msg, None, write);
+                self.answer_publish(now, conn, remote, msg, None, write);
             }
             (None, _, 0) => {
                 // An initial publication that expires at once: nothing to keep.
@@ -259,7 +259,7 @@ impl Server {
                 }
                 let write = self.cluster_write(now, id, former);
                 self.timers.arm(expires_at, Timer::PublicationExpiry(id));
-                self.answer_publish(conn, remote, msg, Some((&etag, expires)), write);
+                self.answer_publish(now, conn, remote, msg, Some((&etag, expires)), write);
                 // Flexisip's "last activity": a refresh or a removal, not an initial publication.
                 self.presentities.record_activity(&presentity, now);
                 self.presentity_changed(now, &presentity);
@@ -297,7 +297,7 @@ impl Server {
                 }
                 self.timers.arm(expires_at, Timer::PublicationExpiry(id));
                 let write = self.cluster_write(now, id, None);
-                self.answer_publish(conn, remote, msg, Some((&etag, expires)), write);
+                self.answer_publish(now, conn, remote, msg, Some((&etag, expires)), write);
                 self.presentity_changed(now, &publisher);
             }
             (None, None, _) => {
@@ -312,6 +312,7 @@ impl Server {
     /// learns its ETag, so that another node can serve its refresh and no restart loses it).
     fn answer_publish(
         &mut self,
+        now: Instant,
         conn: ConnId,
         remote: SocketAddr,
         msg: &Message,
@@ -319,7 +320,7 @@ impl Server {
         write: Option<super::ClusterOpId>,
     ) {
         if let Some(write) = write
-            && self.cluster_defer(write, conn, remote, msg, published)
+            && self.cluster_defer(now, write, conn, remote, msg, published)
         {
             return;
         }

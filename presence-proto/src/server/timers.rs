@@ -30,6 +30,8 @@ pub(crate) enum Timer {
     ClusterResyncEnd,
     /// Cluster writes that failed are due for another try.
     ClusterRetry,
+    /// A PUBLISH's 200 held for its cluster write (that write's id) is due.
+    ClusterAnswer(ClusterOpId),
 }
 
 #[derive(Debug, Default)]
