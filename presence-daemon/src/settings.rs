@@ -279,7 +279,7 @@ pub const PRESENCE_KEYS: &[KeyDef] = &[
         "redis-server-uri",
         Kind::String,
         "",
-        "Cluster mode: several nodes share short-term presence (publications, who watches whom) through this Redis server, e.g. redis://127.0.0.1:6379/0; empty: a single node, no Redis (not in Flexisip).",
+        "Cluster mode: several nodes share short-term presence (publications, who watches whom) through this Redis server, e.g. redis://127.0.0.1:6379/0, or the master Redis Sentinel names, e.g. redis+sentinel://10.0.0.5:26379,10.0.0.6:26379/mymaster/0; empty: a single node, no Redis (not in Flexisip).",
     ),
     key(
         "redis-key-prefix",
@@ -651,6 +651,8 @@ impl fmt::Display for ConfigError {
                 if let Some(line) = line {
                     write!(f, " line {line}")?;
                 }
+                // A URI's password is not repeated (logs, terminals).
+                let value = crate::cluster::without_password(value);
                 write!(
                     f,
                     ": invalid value {value:?} for key '{key}' in section [{section}]: {reason}"
@@ -1108,9 +1110,14 @@ fn apply_auth(cfg: &mut DaemonConfig, name: &str, value: &str) -> Result<(), Str
 /// Checks a Redis URI's form (without connecting).
 fn redis_uri_ok(uri: &str) -> Result<(), String> {
     let scheme = uri.split_once("://").map(|(s, _)| s);
+    if scheme == Some("redis+sentinel") {
+        return crate::cluster::sentinel::Sentinel::parse(uri)
+            .map(drop)
+            .map_err(|e| format!("not a usable Redis Sentinel URI: {e}"));
+    }
     if !matches!(scheme, Some("redis" | "unix" | "redis+unix")) {
         return Err(
-            "expected a redis:// (or unix://) URI, e.g. redis://127.0.0.1:6379/0 (rediss:// is not supported)"
+            "expected a redis:// (or unix://, redis+sentinel://) URI, e.g. redis://127.0.0.1:6379/0 (rediss:// is not supported)"
                 .to_owned(),
         );
     }
@@ -1249,6 +1256,22 @@ mod tests {
 
     fn parse(text: &str) -> Result<Loaded, ConfigError> {
         parse_config(text, "test.conf")
+    }
+
+    #[test]
+    fn a_refused_uri_is_reported_without_its_password() {
+        for uri in [
+            "rediss://user:s3cret@10.0.0.5:6379/0",
+            "redis+sentinel://user:s3cret@10.0.0.5:0/mymaster",
+        ] {
+            let text = format!("[presence-server]\nredis-server-uri={uri}\n");
+            let Err(e) = parse(&text) else {
+                panic!("{uri} accepted")
+            };
+            let e = e.to_string();
+            assert!(!e.contains("s3cret"), "{e}");
+            assert!(e.contains("redis-server-uri") && e.contains("***"), "{e}");
+        }
     }
 
     #[test]

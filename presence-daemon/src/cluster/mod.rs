@@ -12,9 +12,17 @@
 //!   [`ClusterEvent::Connected`]), forwards announcements, pings Redis when quiet so that a dead
 //!   link is noticed, and reconnects with exponential backoff, logging the outage once.
 //!
+//! Behind Redis Sentinel (a `redis+sentinel://` URI, [`sentinel`]), every connection is opened
+//! to the master the sentinels name (checked with `ROLE`), resolved again before each
+//! (re)connection. A failover is followed thus: the dead master's connections fail, and a
+//! demoted one's are closed by Sentinel or answer `READONLY`, which drops the command
+//! connection too; the pub/sub task also asks the sentinels every [`MASTER_CHECK_EVERY`] and
+//! moves to a new master at once (its [`ClusterEvent::Connected`] resynchronises the core).
+//!
 //! Key layout and scripts: `presence-proto/src/server/cluster.rs` and [`scripts`].
 
 mod scripts;
+pub mod sentinel;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::{Future, poll_fn};
@@ -27,7 +35,7 @@ use futures_util::StreamExt as _;
 use presence_proto::{
     ClusterError, ClusterEvent, ClusterOp, ClusterReply, Snapshot, StoredDialog, StoredPublication,
 };
-use redis::aio::{MultiplexedConnection, PubSubSink};
+use redis::aio::{MultiplexedConnection, PubSub, PubSubSink};
 use redis::{AsyncConnectionConfig, Script, Value};
 use tracing::{debug, error, info, warn};
 
@@ -40,11 +48,14 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A quiet pub/sub connection is pinged this often.
 const PING_EVERY: Duration = Duration::from_secs(5);
+/// Behind Sentinel, the pub/sub task asks the sentinels this often whether the master moved.
+pub const MASTER_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// The cluster settings of `[presence-server]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterSettings {
-    /// `redis-server-uri` (`redis://[user:password@]host[:port][/db]`, or `unix://`).
+    /// `redis-server-uri` (`redis://[user:password@]host[:port][/db]`, `unix://`, or
+    /// `redis+sentinel://`: [`sentinel`]).
     pub uri: String,
     /// `redis-key-prefix`: every key and channel name starts with it.
     pub prefix: String,
@@ -91,14 +102,22 @@ struct Scripts {
     dialog: Script,
 }
 
+/// Where the store is: one Redis, or the master the sentinels name.
+enum Target {
+    Direct(redis::Client),
+    Sentinel(sentinel::Sentinel),
+}
+
 struct Inner {
-    client: redis::Client,
+    target: Target,
     /// The URI without its password, for logs.
     shown: String,
     prefix: String,
     node: String,
     timeout: Duration,
     conn: Mutex<Option<MultiplexedConnection>>,
+    /// Held while the command connection is being opened.
+    connecting: futures_util::lock::Mutex<()>,
     /// No connection attempt before this instant (Redis was unreachable).
     retry_at: Mutex<Option<Instant>>,
     sink: Mutex<Option<PubSubSink>>,
@@ -123,8 +142,12 @@ impl<S> std::fmt::Debug for Store<S> {
     }
 }
 
-/// `redis://user:secret@host` → `redis://user:***@host`.
-fn without_password(uri: &str) -> String {
+/// `redis://user:secret@host` → `redis://user:***@host` (the sentinel form: without its
+/// passwords either).
+pub(crate) fn without_password(uri: &str) -> String {
+    if let Ok(Some(s)) = sentinel::Sentinel::parse(uri) {
+        return s.shown().to_owned();
+    }
     match (uri.find("://"), uri.rfind('@')) {
         (Some(s), Some(at)) if at > s => match uri[s + 3..at].find(':') {
             Some(c) => format!("{}:***{}", &uri[..s + 3 + c], &uri[at..]),
@@ -161,16 +184,28 @@ impl<S: Sleeper> Store<S> {
     /// A store for `node` (the core's [`presence_proto::Server::cluster_node`]); connects on
     /// first use. Fails only on a malformed URI.
     pub fn open(settings: &ClusterSettings, node: &str, sleeper: S) -> Result<Store<S>, String> {
-        let client = redis::Client::open(settings.uri.as_str())
-            .map_err(|e| format!("redis-server-uri {:?}: {e}", settings.uri))?;
+        let target = match sentinel::Sentinel::parse(&settings.uri) {
+            Ok(Some(s)) => Target::Sentinel(s),
+            Ok(None) => Target::Direct(
+                redis::Client::open(settings.uri.as_str())
+                    .map_err(|e| format!("redis-server-uri {:?}: {e}", settings.uri))?,
+            ),
+            Err(e) => {
+                return Err(format!(
+                    "redis-server-uri {:?}: {e}",
+                    without_password(&settings.uri)
+                ));
+            }
+        };
         Ok(Store {
             inner: Arc::new(Inner {
-                client,
+                target,
                 shown: without_password(&settings.uri),
                 prefix: settings.prefix.clone(),
                 node: node.to_owned(),
                 timeout: settings.timeout,
                 conn: Mutex::new(None),
+                connecting: futures_util::lock::Mutex::new(()),
                 retry_at: Mutex::new(None),
                 sink: Mutex::new(None),
                 // This node's own channel (dialogs taken over by others), from the start.
@@ -229,18 +264,31 @@ impl<S: Sleeper> Store<S> {
         if let Some(c) = lock(&self.inner.conn).clone() {
             return Ok(c);
         }
+        // One attempt at a time: the operations that arrive meanwhile wait for its outcome
+        // rather than each opening a connection of its own.
+        let _connecting = self.inner.connecting.lock().await;
+        if let Some(c) = lock(&self.inner.conn).clone() {
+            return Ok(c);
+        }
         if lock(&self.inner.retry_at).is_some_and(|at| Instant::now() < at) {
             return Err(ClusterError("Redis unreachable (retrying)".into()));
         }
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.inner.timeout))
             .set_response_timeout(Some(self.inner.timeout));
-        match self
-            .inner
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-        {
+        let opened = match &self.inner.target {
+            Target::Direct(client) => client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .map_err(failed),
+            // The connection the master was checked on (same timeouts).
+            Target::Sentinel(s) => s
+                .resolve(&self.sleeper, self.inner.timeout)
+                .await
+                .map(|m| m.conn)
+                .map_err(ClusterError),
+        };
+        match opened {
             Ok(c) => {
                 *lock(&self.inner.retry_at) = None;
                 *lock(&self.inner.conn) = Some(c.clone());
@@ -248,8 +296,25 @@ impl<S: Sleeper> Store<S> {
             }
             Err(e) => {
                 *lock(&self.inner.retry_at) = Some(Instant::now() + RETRY_PAUSE);
-                Err(failed(e))
+                Err(e)
             }
+        }
+    }
+
+    /// A new pub/sub connection (and, behind Sentinel, the master's address).
+    async fn open_pubsub(&self) -> Result<(PubSub, Option<sentinel::Addr>), String> {
+        let timeout = self.inner.timeout;
+        let (client, master) = match &self.inner.target {
+            Target::Direct(client) => (client.clone(), None),
+            Target::Sentinel(s) => {
+                let m = s.resolve(&self.sleeper, timeout).await?;
+                (m.client, Some(m.addr))
+            }
+        };
+        match race(client.get_async_pubsub(), self.sleeper.sleep(timeout)).await {
+            Either::Left(Ok(pubsub)) => Ok((pubsub, master)),
+            Either::Left(Err(e)) => Err(e.to_string()),
+            Either::Right(()) => Err(format!("no connection in {timeout:?}")),
         }
     }
 
@@ -259,10 +324,13 @@ impl<S: Sleeper> Store<S> {
         match inv.invoke_async::<Value>(&mut conn).await {
             Ok(v) => Ok(v),
             Err(e) => {
+                // READONLY / MASTERDOWN: a replica (a master demoted by a failover); the next
+                // connection goes to the master the sentinels name now.
                 if e.is_io_error()
                     || e.is_connection_dropped()
                     || e.is_timeout()
                     || e.is_unrecoverable_error()
+                    || matches!(e.code(), Some("READONLY" | "MASTERDOWN"))
                 {
                     *lock(&self.inner.conn) = None;
                 }
@@ -480,20 +548,37 @@ impl<S: Sleeper> Store<S> {
         })
     }
 
-    /// Forwards announcements until the connection is lost (the reason) or the core task is
-    /// gone (None); pings Redis when it is quiet.
+    /// Forwards announcements until the connection is lost, or the sentinels name another
+    /// master than `master` (asked every [`MASTER_CHECK_EVERY`]), or the core task is gone
+    /// (None); pings Redis when it is quiet.
     async fn forward<F, Fut>(
         &self,
         sink: &PubSubSink,
         stream: &mut redis::aio::PubSubStream,
         emit: &mut F,
-    ) -> Option<String>
+        master: Option<&sentinel::Addr>,
+    ) -> Option<Lost>
     where
         F: FnMut(ClusterEvent) -> Fut,
         Fut: Future<Output = bool>,
     {
         let timeout = self.inner.timeout;
+        let mut checked = Instant::now();
         loop {
+            if let (Target::Sentinel(s), Some(master)) = (&self.inner.target, master)
+                && checked.elapsed() >= MASTER_CHECK_EVERY
+            {
+                checked = Instant::now();
+                if let Either::Left(Some(now)) = race(
+                    s.current(&self.sleeper, timeout),
+                    self.sleeper.sleep(timeout),
+                )
+                .await
+                    && now != *master
+                {
+                    return Some(Lost::Moved(now));
+                }
+            }
             match race(stream.next(), self.sleeper.sleep(PING_EVERY)).await {
                 Either::Left(Some(msg)) => {
                     if let Some(ev) = self.event(&msg)
@@ -502,13 +587,15 @@ impl<S: Sleeper> Store<S> {
                         return None;
                     }
                 }
-                Either::Left(None) => return Some("connection closed".to_owned()),
+                Either::Left(None) => return Some(Lost::Failed("connection closed".to_owned())),
                 Either::Right(()) => {
                     let mut s = sink.clone();
                     match race(s.ping::<redis::Value>(), self.sleeper.sleep(timeout)).await {
                         Either::Left(Ok(_)) => {}
-                        Either::Left(Err(e)) => return Some(format!("ping: {e}")),
-                        Either::Right(()) => return Some("ping timed out".to_owned()),
+                        Either::Left(Err(e)) => return Some(Lost::Failed(format!("ping: {e}"))),
+                        Either::Right(()) => {
+                            return Some(Lost::Failed("ping timed out".to_owned()));
+                        }
                     }
                 }
             }
@@ -518,7 +605,8 @@ impl<S: Sleeper> Store<S> {
     /// The pub/sub side, until `emit` returns false (the core task is gone): connects,
     /// subscribes every followed channel, reports [`ClusterEvent::Connected`], forwards
     /// announcements; on loss reports [`ClusterEvent::Disconnected`] (once per outage, logged as
-    /// an error) and reconnects with backoff.
+    /// an error) and reconnects with backoff. When the sentinels name a new master, reconnects
+    /// to it at once (without [`ClusterEvent::Disconnected`]).
     pub async fn run_events<F, Fut>(&self, mut emit: F)
     where
         F: FnMut(ClusterEvent) -> Fut,
@@ -531,10 +619,9 @@ impl<S: Sleeper> Store<S> {
         let mut reported: Option<bool> = None;
         let mut down_since: Option<Instant> = None;
         loop {
-            let failure = match race(inner.client.get_async_pubsub(), self.sleeper.sleep(timeout))
-                .await
-            {
-                Either::Left(Ok(pubsub)) => {
+            let mut moved = None;
+            let failure = match self.open_pubsub().await {
+                Ok((pubsub, master)) => {
                     let (sink, mut stream) = pubsub.split();
                     // The sink first, then the channels: a Follow in between subscribes itself.
                     *lock(&inner.sink) = Some(sink.clone());
@@ -574,19 +661,32 @@ impl<S: Sleeper> Store<S> {
                             if !emit(ClusterEvent::Connected).await {
                                 return;
                             }
-                            match self.forward(&sink, &mut stream, &mut emit).await {
-                                Some(lost) => lost,
+                            match self
+                                .forward(&sink, &mut stream, &mut emit, master.as_ref())
+                                .await
+                            {
+                                Some(Lost::Failed(lost)) => lost,
+                                Some(Lost::Moved(to)) => {
+                                    moved = Some(to);
+                                    String::new()
+                                }
                                 None => return,
                             }
                         }
                     }
                 }
-                Either::Left(Err(e)) => e.to_string(),
-                Either::Right(()) => format!("no connection in {timeout:?}"),
+                Err(e) => e,
             };
             *lock(&inner.sink) = None;
             // The command connection most likely went with it.
             *lock(&inner.conn) = None;
+            if let Some(to) = moved {
+                warn!(
+                    "cluster store {}: the sentinels name a new master, {to}: moving to it",
+                    inner.shown
+                );
+                continue;
+            }
             if reported != Some(false) {
                 error!(
                     "cluster store {} unreachable ({failure}): serving from this node's state; \
@@ -608,6 +708,14 @@ impl<S: Sleeper> Store<S> {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
+}
+
+/// Why [`Store::forward`] returned.
+enum Lost {
+    /// The connection failed (the reason).
+    Failed(String),
+    /// The sentinels name another master.
+    Moved(sentinel::Addr),
 }
 
 /// Logs the cluster mode at startup.
