@@ -95,3 +95,20 @@ for body in lists:
 for header in [b"deflate", b"gzip;q=1.0, deflate;q=0.5, *;q=0", b"*;q=0.001", b"deflate;q=0.000"]:
     put("inflate", header)
 print(f"{len(messages)} messages, {len(lists)} resource lists, {len(multiparts)} multipart bodies seeded into {corpus}")
+
+# The cluster_store target: a stored publication (P2 and the former P1), a stored dialog record
+# (single and list) and a dialog-taken message, separated by '|'.
+fixed = (b"Max-Forwards: 70\r\nFrom: <sip:alice@d>;tag=t1\r\nTo: <sip:bob@d>;tag=f1\r\n"
+         b"Call-ID: c1\r\nContact: <sip:127.0.0.1:5065;transport=tcp>\r\nEvent: presence\r\n")
+single = (b"D1\nn1\nc1\nt1\nf1\n7\nbob@d\nalice@d\nsip:alice@d\nsip:bob@127.0.0.1:40000\n"
+          b"127.0.0.1\n40000\n010\n1003\n-\n" + fixed)
+listed = (b"D1\nn1\nc1\nt1\nf1\n7\nbob@d\n\n\nsip:bob@127.0.0.1:40000\n127.0.0.1\n40000\n"
+          b"010\n1003\nL\nsip:friends@d\nd\n1\nb0und\n1002\n2\nsip:alice@d\nalice@d\n-\n"
+          b"sip:carol@d\ncarol@d\n+Carol\n" + fixed)
+pidfs = [m.partition(b"\r\n\r\n")[2] for m in messages if m.startswith(b"PUBLISH")]
+pidfs = [p for p in pidfs if b"<presence" in p][:4] or [b"<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"sip:alice@d\"/>"]
+for i, p in enumerate(pidfs):
+    for payload in (b"P2\nn1\ninst1\nsip:alice@d\n" + p, b"P1\nn1\nsip:alice@d\n" + p):
+        for record in (single, listed):
+            for taken in (b"c1\nt1\nn2", b"T"):
+                put("cluster_store", payload.replace(b"|", b"") + b"|" + record + b"|" + taken)

@@ -76,3 +76,8 @@ fn multipart() {
 fn inflate() {
     replay("inflate", fuzzing::inflate);
 }
+
+#[test]
+fn cluster_store() {
+    replay("cluster_store", fuzzing::cluster_store);
+}
