@@ -1,8 +1,9 @@
 //! Shared helpers for the test suites: the in-memory simulator (fake clock, fake connections,
 //! fake user agents), loaders for the captured traces under `../shared/traces/`, the daemon
 //! harness of the end-to-end tests, Kamailio in front of daemons (the real-proxy suites), private
-//! Redis servers (and Sentinel) for the cluster suites, and the line-protocol core of the
-//! runtimes' driver tests.
+//! Redis servers (and Sentinel) and shared key prefixes for the cluster suites, the user agents
+//! those suites share, and the line-protocol core of the runtimes' driver tests.
+pub mod cluster;
 pub mod daemon;
 pub mod kamailio;
 pub mod line_core;

@@ -1,8 +1,10 @@
-//! Private Redis servers for the end-to-end tests (restarting or killing the shared one on
-//! 127.0.0.1:6379 would disturb other tests): a `redis-server` on a free port
-//! ([`PrivateRedis`]), and a master with its replica watched by a Redis Sentinel
-//! ([`SentinelSetup`]). Every process is killed on drop, a panic included.
+//! Redis for the end-to-end tests of cluster mode. On the shared server on 127.0.0.1:6379
+//! (`.ci/run` starts it), a key prefix of one test ([`Namespace`]). Private servers, where a
+//! test restarts or kills Redis (doing that to the shared one would disturb other tests): a
+//! `redis-server` on a free port ([`PrivateRedis`]), and a master with its replica watched by a
+//! Redis Sentinel ([`SentinelSetup`]). Every process is killed on drop, a panic included.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,6 +13,94 @@ use crate::daemon::unique;
 
 /// Longest wait for a server to accept connections.
 const START: Duration = Duration::from_secs(10);
+
+/// The port of the shared Redis.
+pub const SHARED_PORT: u16 = 6379;
+/// The `redis-server-uri` of the shared Redis.
+pub const SHARED_URI: &str = "redis://127.0.0.1:6379";
+
+/// The `[presence-server]` lines of a cluster node named `name` on the Redis at `uri` (without
+/// long-term storage), then `extra`.
+pub fn node_config(uri: &str, name: &str, extra: &str) -> String {
+    format!("redis-server-uri={uri}\ncluster-node-name={name}\nlong-term-enabled=false\n{extra}")
+}
+
+/// `redis-cli` with these arguments against the server on 127.0.0.1:`port`.
+fn redis_cli(port: u16, args: &[&str]) -> std::io::Result<std::process::Output> {
+    Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+}
+
+/// `redis-cli` with these arguments against the server on 127.0.0.1:`port`; its output.
+pub fn cli(port: u16, args: &[&str]) -> String {
+    let out = redis_cli(port, args).expect("run redis-cli");
+    assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The keys matching `pattern` (`SCAN`) of the server on 127.0.0.1:`port`, sorted.
+pub fn keys(port: u16, pattern: &str) -> Vec<String> {
+    let mut keys: Vec<String> = cli(port, &["--scan", "--pattern", pattern])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// A key prefix of one test on the shared Redis (`redis-key-prefix`: tests running in parallel
+/// do not see each other); its keys are deleted on drop.
+pub struct Namespace {
+    /// `stem`, a unique token and `:`.
+    pub prefix: String,
+}
+
+impl Namespace {
+    /// A fresh prefix starting with `stem` (which names the suite).
+    pub fn new(stem: &str) -> Namespace {
+        Namespace {
+            prefix: format!("{}:", unique(stem)),
+        }
+    }
+
+    /// The `[presence-server]` lines of node `name` of this cluster, then `extra`.
+    pub fn node(&self, name: &str, extra: &str) -> String {
+        let extra = format!("redis-key-prefix={}\n{extra}", self.prefix);
+        node_config(SHARED_URI, name, &extra)
+    }
+
+    /// `redis-cli` with these arguments against the shared Redis; its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        cli(SHARED_PORT, args)
+    }
+
+    /// The keys of this prefix, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        keys(SHARED_PORT, &format!("{}*", self.prefix))
+    }
+
+    /// Waits (at most `limit`) until `key` is in Redis (`present`) or gone.
+    pub fn wait_key(&self, key: &str, present: bool, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.keys().iter().any(|k| k == key) != present {
+            assert!(Instant::now() < deadline, "{key}: {:?}", self.keys());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let keys = self.keys();
+        if !keys.is_empty() {
+            let mut args = vec!["del"];
+            args.extend(keys.iter().map(String::as_str));
+            self.cli(&args);
+        }
+    }
+}
 
 /// A port nobody listens on (at the time of the call).
 pub fn free_port() -> u16 {
@@ -112,24 +202,39 @@ impl PrivateRedis {
 
     /// `redis-cli` with these arguments; its output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("run redis-cli");
-        assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        cli(self.port, args)
     }
 
     /// `redis-cli`, None when it fails (the server is down).
     fn try_cli(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .ok()?;
+        let out = redis_cli(self.port, args).ok()?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         (out.status.success() && !text.starts_with("Could not connect")).then_some(text)
+    }
+
+    /// The keys matching `pattern`, sorted.
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        keys(self.port, pattern)
+    }
+
+    /// Waits (at most `limit`) until every key of `expected` is in Redis.
+    pub fn wait_keys(&self, expected: &[String], limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let keys: HashSet<String> = self.keys("*").into_iter().collect();
+            let missing: Vec<&String> = expected.iter().filter(|k| !keys.contains(*k)).collect();
+            if missing.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {} keys still missing after {limit:?}, e.g. {:?}",
+                missing.len(),
+                expected.len(),
+                &missing[..missing.len().min(10)]
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The first line of `ROLE` (`master`, `slave`, `sentinel`); None when it does not answer.

@@ -9,75 +9,26 @@
 //! so, or is skipped when `PRESENCE_SKIP_REAL_CLIENTS` is set.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use presence_tests::cluster::{self, Dialog, aor_in, cseq, open_pidf, wait_log};
 use presence_tests::daemon::{Daemon, Runtime, SipClient, SipMessage, unique};
 use presence_tests::kamailio::{self, Kamailio, have};
 use presence_tests::on_both_runtimes;
+use presence_tests::redis::Namespace;
 
-const REDIS: &str = "redis://127.0.0.1:6379";
 const DOMAIN: &str = "example.org";
 /// Longest wait for a message through the proxy. A failover after a node that does not answer
 /// at all (rather than refusing the connection) waits for tm's fr_timer (5 s) first.
 const WAIT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------------
-// The platform: Redis key prefix, nodes, proxy
+// The platform: nodes (on a Redis key prefix of their own), proxy
 
-/// A Redis key prefix for one test; its keys are deleted on drop.
-struct Namespace(String);
-
-impl Namespace {
-    fn new() -> Namespace {
-        Namespace(format!("{}:", unique("presence-proxy-")))
-    }
-
-    /// The `[presence-server]` lines of a node of this cluster (watchers whose User-Agent is
-    /// `cluster-test` see everything: no mutual rule to set up).
-    fn node(&self, name: &str) -> String {
-        format!(
-            "redis-server-uri={REDIS}\nredis-key-prefix={}\ncluster-node-name={name}\n\
-             long-term-enabled=false\nbypass-condition=cluster-test",
-            self.0
-        )
-    }
-
-    /// `redis-cli` with these arguments; its output.
-    fn cli(args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", "6379"])
-            .args(args)
-            .output()
-            .expect("run redis-cli");
-        assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn keys(&self) -> Vec<String> {
-        let pattern = format!("{}*", self.0);
-        Self::cli(&["--scan", "--pattern", &pattern])
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// Waits (at most [`WAIT`]) until `key` is in Redis (`present`) or gone.
-    fn wait_key(&self, key: &str, present: bool) {
-        let deadline = Instant::now() + WAIT;
-        while self.keys().iter().any(|k| k == key) != present {
-            assert!(Instant::now() < deadline, "{key}: {:?}", self.keys());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        for k in self.keys() {
-            Self::cli(&["del", &k]);
-        }
-    }
+/// The `[presence-server]` lines of node `name` (watchers whose User-Agent is `cluster-test` see
+/// everything: no mutual rule to set up).
+fn node(ns: &Namespace, name: &str) -> String {
+    ns.node(name, "bypass-condition=cluster-test")
 }
 
 /// A temporary directory (the dispatcher list, Kamailio's files), removed on drop unless the
@@ -123,21 +74,7 @@ fn node_uri(node: &Daemon) -> String {
 // User agents, through the proxy
 
 fn aor(user: &str) -> String {
-    format!("sip:{user}@{DOMAIN}")
-}
-
-fn pidf(user: &str, note: &str) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"{aor}\"><tuple id=\"t1\"><status><basic>open</basic></status><contact>{aor}</contact><note>{note}</note></tuple></presence>",
-        aor = aor(user)
-    )
-}
-
-fn cseq(m: &SipMessage) -> u32 {
-    m.header("CSeq")
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no CSeq:\n{m}"))
+    aor_in(user, DOMAIN)
 }
 
 /// The URI of the (first) Contact.
@@ -152,54 +89,31 @@ fn contact(m: &SipMessage) -> String {
     uri.to_owned()
 }
 
-/// A subscription as the subscriber sees it (RFC 3261 §12.1.2).
-struct Dialog {
-    call_id: String,
-    from_tag: String,
-    to_user: &'static str,
-    to_tag: String,
-    cseq: u32,
-    /// The route set: the 200's Record-Route, reversed.
-    route: Vec<String>,
-    /// The remote target: the last Contact of the 200s and NOTIFYs.
-    target: String,
-}
-
-/// A user agent connected to the proxy only.
+/// A user agent connected to the proxy only. Its dialogs follow the route set and the remote
+/// target.
 struct Ua {
-    user: &'static str,
-    conn: SipClient,
-    cseq: u32,
-    call_id: String,
+    sip: cluster::Ua,
     /// The proxy's port: the top Via of what the proxy relays to us.
     proxy_port: u16,
 }
 
 impl Ua {
     fn new(proxy: &Kamailio, user: &'static str) -> Ua {
+        let mut sip = cluster::Ua::on(SipClient::connect(proxy.addr()), user, DOMAIN);
+        sip.user_agent = "cluster-test";
         Ua {
-            user,
-            conn: SipClient::connect(proxy.addr()),
-            cseq: 1,
-            call_id: unique("pub-"),
+            sip,
             proxy_port: proxy.port(),
         }
-    }
-
-    fn via(&self) -> String {
-        format!(
-            "Via: SIP/2.0/TCP {};branch=z9hG4bK.{};rport",
-            self.conn.local,
-            unique("b")
-        )
     }
 
     /// The next message within [`WAIT`]; NOTIFYs are answered `200 OK`.
     fn next(&mut self, what: &str) -> SipMessage {
         let m = self
+            .sip
             .conn
             .recv(WAIT)
-            .unwrap_or_else(|e| panic!("{}: no {what} within {WAIT:?}: {e:?}", self.user));
+            .unwrap_or_else(|e| panic!("{}: no {what} within {WAIT:?}: {e:?}", self.sip.user));
         if m.method() == Some("NOTIFY") {
             // Relayed by the proxy: its Via on top of the node's.
             let vias = m.headers("Via");
@@ -208,7 +122,7 @@ impl Ua {
                 vias[0].contains(&format!("127.0.0.1:{}", self.proxy_port)),
                 "{m}"
             );
-            self.conn.send(&m.ok_response());
+            self.sip.conn.send(&m.ok_response());
         }
         m
     }
@@ -253,63 +167,33 @@ impl Ua {
     /// A PUBLISH of an open tuple with `note` (a modification of `etag` when given); the
     /// response.
     fn publish(&mut self, note: &str, etag: Option<&str>) -> SipMessage {
-        self.cseq += 1;
-        let me = aor(self.user);
-        let body = pidf(self.user, note);
-        let mut m = format!(
-            "PUBLISH {me} SIP/2.0\r\n{}\r\nFrom: <{me}>;tag=p{}\r\nTo: <{me}>\r\nCall-ID: {}\r\nCSeq: {} PUBLISH\r\nMax-Forwards: 70\r\nEvent: presence\r\nExpires: 600\r\n",
-            self.via(),
-            self.cseq,
-            self.call_id,
-            self.cseq
-        );
-        if let Some(e) = etag {
-            m.push_str(&format!("SIP-If-Match: {e}\r\n"));
-        }
-        m.push_str(&format!(
-            "Content-Type: application/pidf+xml\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ));
-        self.conn.send(&m);
+        let body = open_pidf(&aor(self.sip.user), note);
+        let m = self.sip.publish_request(Some(&body), 600, etag);
+        self.sip.conn.send(&m);
         self.response()
     }
 
     /// A new subscription to `to_user`, answered 200: the dialog and its first NOTIFY.
     fn subscribe(&mut self, to_user: &'static str) -> (Dialog, SipMessage) {
-        let (me, them) = (aor(self.user), aor(to_user));
-        let call_id = unique("sub-");
-        let from_tag = unique("st");
-        let m = format!(
-            "SUBSCRIBE {them} SIP/2.0\r\n{}\r\nFrom: <{me}>;tag={from_tag}\r\nTo: <{them}>\r\nCSeq: 20 SUBSCRIBE\r\nCall-ID: {call_id}\r\nMax-Forwards: 70\r\nEvent: presence\r\nExpires: 600\r\nContact: <sip:{}@{};transport=tcp>\r\nUser-Agent: cluster-test\r\nContent-Length: 0\r\n\r\n",
-            self.via(),
-            self.user,
-            self.conn.local,
-        );
-        self.conn.send(&m);
+        let (mut d, m) = self.sip.subscribe_request(to_user);
+        self.sip.conn.send(&m);
         let (r, n) = self.response_and_notify();
         assert_eq!(r.status(), Some(200), "{r}");
-        let mut route: Vec<String> = r
+        d.route = r
             .headers("Record-Route")
             .iter()
             .flat_map(|v| v.split(','))
             .map(|v| v.trim().to_owned())
             .collect();
-        route.reverse();
+        d.route.reverse();
         assert!(
-            route
+            d.route
                 .iter()
                 .any(|r| r.contains(&format!("127.0.0.1:{}", self.proxy_port))),
             "the proxy record-routes the SUBSCRIBE:\n{r}"
         );
-        let d = Dialog {
-            call_id,
-            from_tag,
-            to_user,
-            to_tag: r.tag("To").expect("To tag"),
-            cseq: 20,
-            route,
-            target: contact(&n),
-        };
+        d.to_tag = r.tag("To").expect("To tag");
+        d.target = contact(&n);
         assert_eq!(contact(&r), d.target, "{r}\n{n}");
         (d, n)
     }
@@ -318,21 +202,8 @@ impl Ua {
     /// target through its route set; the response and, unless it failed, the NOTIFY. The remote
     /// target follows the Contacts of both.
     fn resubscribe(&mut self, d: &mut Dialog, expires: u32) -> (SipMessage, SipMessage) {
-        d.cseq += 1;
-        let (me, them) = (aor(self.user), aor(d.to_user));
-        let routes: String = d.route.iter().map(|r| format!("Route: {r}\r\n")).collect();
-        let m = format!(
-            "SUBSCRIBE {} SIP/2.0\r\n{}\r\n{routes}From: <{me}>;tag={}\r\nTo: <{them}>;tag={}\r\nCSeq: {} SUBSCRIBE\r\nCall-ID: {}\r\nMax-Forwards: 70\r\nEvent: presence\r\nExpires: {expires}\r\nContact: <sip:{}@{};transport=tcp>\r\nUser-Agent: cluster-test\r\nContent-Length: 0\r\n\r\n",
-            d.target,
-            self.via(),
-            d.from_tag,
-            d.to_tag,
-            d.cseq,
-            d.call_id,
-            self.user,
-            self.conn.local,
-        );
-        self.conn.send(&m);
+        let m = self.sip.resubscribe_request(d, expires);
+        self.sip.conn.send(&m);
         let (r, n) = self.response_and_notify();
         if r.status() == Some(200) {
             d.target = contact(&r);
@@ -370,11 +241,11 @@ impl Cluster {
         if !kamailio::tools_ready("cluster_proxy", missing, "apt-get install -y kamailio") {
             return None;
         }
-        let ns = Namespace::new();
+        let ns = Namespace::new("presence-proxy-");
         let dir = TempDir::new();
         let nodes = [
-            Daemon::start(rt, &ns.node("a")),
-            Daemon::start(rt, &ns.node("b")),
+            Daemon::start(rt, &node(&ns, "a")),
+            Daemon::start(rt, &node(&ns, "b")),
         ];
         let list = dir.0.join("presence-nodes.list");
         let lines: String = nodes
@@ -402,7 +273,7 @@ impl Cluster {
             .iter()
             .position(|node| node_uri(node) == d.target)
             .unwrap_or_else(|| panic!("the dialog's Contact {} names no node", d.target));
-        let dlg_key = format!("{}dlg:{}:{}", ns.0, d.call_id, d.to_tag);
+        let dlg_key = format!("{}dlg:{}:{}", ns.prefix, d.call_id, d.to_tag);
         let [a, b] = nodes;
         Some(Cluster {
             proxy,
@@ -426,7 +297,7 @@ impl Cluster {
     /// on the dead connection instead, it would be failed over after tm's fr_timer, 5 s, which
     /// the timing of the test would depend on.) The survivor's index.
     fn kill_the_holder(&mut self) -> usize {
-        self.ns.wait_key(&self.dlg_key, true);
+        self.ns.wait_key(&self.dlg_key, true, WAIT);
         let mut dead = self.nodes[self.holder].take().expect("a live node");
         dead.signal("KILL");
         assert!(dead.wait_exit(WAIT).is_some(), "the node did not die");
@@ -529,11 +400,7 @@ fn a_dead_nodes_dialog_fails_over_to_a_surviving_node_through_kamailio(rt: Runti
     let failover = c.proxy.wait_routed("the refresh failed over", WAIT, |l| {
         l.starts_with(&format!("failover SUBSCRIBE {dead_uri} to {survivor_uri}"))
     });
-    let deadline = Instant::now() + WAIT;
-    while !c.node(s).log().contains("taken over") {
-        assert!(Instant::now() < deadline, "{}", c.node(s).log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_log(c.node(s), &["taken over"], WAIT);
 
     // P publishes again: the survivor answers and notifies W.
     let r = p.publish("later", Some(&etag));
@@ -559,7 +426,7 @@ fn a_dead_nodes_dialog_fails_over_to_a_surviving_node_through_kamailio(rt: Runti
         "{n3}"
     );
     assert!(cseq(&n3) > cseq(&n2), "{n3}");
-    c.ns.wait_key(&c.dlg_key, false);
+    c.ns.wait_key(&c.dlg_key, false, WAIT);
     eprintln!(
         "{rt:?}: dialog on node {}, refresh failed over in {failover_time:?} ({failover}); \
          test {:?}",

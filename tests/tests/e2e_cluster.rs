@@ -3,204 +3,24 @@
 //! uses its own key prefix (`redis-key-prefix`), so tests running in parallel do not see each
 //! other, and deletes its keys at the end.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use presence_tests::cluster::{CROSS, DOMAIN, Dialog, Ua, aor, cseq, etag, pidf, wait_log};
 use presence_tests::daemon::{Daemon, RecvError, Runtime, SipClient, SipMessage, unique};
 use presence_tests::on_both_runtimes;
+use presence_tests::redis::{Namespace, PrivateRedis, node_config};
 use presence_tests::sim::decode_list;
 
-const REDIS: &str = "redis://127.0.0.1:6379";
-const DOMAIN: &str = "127.0.0.1";
-/// Longest wait for a change to cross from one node to another.
-const CROSS: Duration = Duration::from_secs(5);
-
-/// A key prefix for one test; its keys are deleted on drop.
-struct Namespace(String);
-
-impl Namespace {
-    fn new() -> Namespace {
-        Namespace(format!("{}:", unique("presence-e2e-")))
-    }
-
-    /// The `[presence-server]` lines of a node of this cluster.
-    fn node(&self, name: &str, extra: &str) -> String {
-        format!(
-            "redis-server-uri={REDIS}\nredis-key-prefix={}\ncluster-node-name={name}\nlong-term-enabled=false\n{extra}",
-            self.0
-        )
-    }
-
-    /// `redis-cli` with these arguments; its output.
-    fn cli(args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", "6379"])
-            .args(args)
-            .output()
-            .expect("run redis-cli");
-        assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn keys(&self) -> Vec<String> {
-        let pattern = format!("{}*", self.0);
-        let mut keys: Vec<String> = Self::cli(&["--scan", "--pattern", &pattern])
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        keys.sort();
-        keys
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        for k in self.keys() {
-            Self::cli(&["del", &k]);
-        }
-    }
-}
-
-fn aor(user: &str) -> String {
-    format!("sip:{user}@{DOMAIN}")
-}
-
-fn pidf(user: &str, note: &str) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"{aor}\"><tuple id=\"t1\"><status><basic>open</basic></status><contact>{aor}</contact><note>{note}</note></tuple></presence>",
-        aor = aor(user)
-    )
-}
-
-/// A user agent on one node.
-struct Ua {
-    user: &'static str,
-    conn: SipClient,
-    cseq: u32,
-    call_id: String,
-    user_agent: &'static str,
-}
-
-/// A subscription as the subscriber sees it.
-struct Dialog {
-    call_id: String,
-    from_tag: String,
-    to_user: &'static str,
-    to_tag: String,
-    cseq: u32,
-}
-
-impl Ua {
-    fn new(daemon: &Daemon, user: &'static str) -> Ua {
-        Ua {
-            user,
-            conn: daemon.connect(),
-            cseq: 1,
-            call_id: unique("pub-"),
-            user_agent: "Unknown",
-        }
-    }
-
-    fn via(&self) -> String {
-        format!(
-            "Via: SIP/2.0/TCP {};branch=z9hG4bK.{};rport",
-            self.conn.local,
-            unique("b")
-        )
-    }
-
-    fn publish(&mut self, body: Option<&str>, expires: u32, etag: Option<&str>) -> SipMessage {
-        self.cseq += 1;
-        let me = aor(self.user);
-        let mut m = format!(
-            "PUBLISH {me} SIP/2.0\r\n{}\r\nFrom: <{me}>;tag=p{}\r\nTo: <{me}>\r\nCSeq: {} PUBLISH\r\nCall-ID: {}\r\nMax-Forwards: 70\r\nEvent: presence\r\nExpires: {expires}\r\n",
-            self.via(),
-            self.cseq,
-            self.cseq,
-            self.call_id
-        );
-        if let Some(e) = etag {
-            m.push_str(&format!("SIP-If-Match: {e}\r\n"));
-        }
-        match body {
-            Some(b) => m.push_str(&format!(
-                "Content-Type: application/pidf+xml\r\nContent-Length: {}\r\n\r\n{b}",
-                b.len()
-            )),
-            None => m.push_str("Content-Length: 0\r\n\r\n"),
-        }
-        self.conn.send(&m);
-        self.conn.expect_response()
-    }
-
-    fn subscribe(&mut self, to_user: &'static str) -> (Dialog, SipMessage) {
-        let (me, them) = (aor(self.user), aor(to_user));
-        let call_id = unique("sub-");
-        let from_tag = unique("st");
-        let m = format!(
-            "SUBSCRIBE {them} SIP/2.0\r\n{}\r\nFrom: <{me}>;tag={from_tag}\r\nTo: <{them}>\r\nCSeq: 20 SUBSCRIBE\r\nCall-ID: {call_id}\r\nMax-Forwards: 70\r\nEvent: presence\r\nExpires: 600\r\nContact: <sip:{}@{};transport=tcp>\r\nUser-Agent: {}\r\nContent-Length: 0\r\n\r\n",
-            self.via(),
-            self.user,
-            self.conn.local,
-            self.user_agent
-        );
-        self.conn.send(&m);
-        let (r, n) = self.conn.expect_response_and_notify();
-        assert_eq!(r.status(), Some(200), "{r}");
-        let d = Dialog {
-            call_id,
-            from_tag,
-            to_user,
-            to_tag: r.tag("To").expect("To tag"),
-            cseq: 20,
-        };
-        (d, n)
-    }
-
-    fn resubscribe(&mut self, d: &mut Dialog, expires: u32) -> (SipMessage, SipMessage) {
-        d.cseq += 1;
-        let (me, them) = (aor(self.user), aor(d.to_user));
-        let m = format!(
-            "SUBSCRIBE {them} SIP/2.0\r\n{}\r\nFrom: <{me}>;tag={}\r\nTo: <{them}>;tag={}\r\nCSeq: {} SUBSCRIBE\r\nCall-ID: {}\r\nMax-Forwards: 70\r\nEvent: presence\r\nExpires: {expires}\r\nContact: <sip:{}@{};transport=tcp>\r\nUser-Agent: {}\r\nContent-Length: 0\r\n\r\n",
-            self.via(),
-            d.from_tag,
-            d.to_tag,
-            d.cseq,
-            d.call_id,
-            self.user,
-            self.conn.local,
-            self.user_agent
-        );
-        self.conn.send(&m);
-        self.conn.expect_response_and_notify()
-    }
-
-    /// The next NOTIFY within [`CROSS`], answered.
-    fn notify(&mut self) -> SipMessage {
-        match self.conn.recv(CROSS) {
-            Ok(m) if m.method() == Some("NOTIFY") => {
-                self.conn.send(&m.ok_response());
-                m
-            }
-            Ok(m) => panic!("expected a NOTIFY, got:\n{m}"),
-            Err(e) => panic!("no NOTIFY within {CROSS:?}: {e:?}"),
-        }
-    }
-}
-
-fn etag(r: &SipMessage) -> String {
-    r.header("SIP-ETag")
-        .unwrap_or_else(|| panic!("no SIP-ETag:\n{r}"))
-        .to_owned()
-}
+/// The extra `[presence-server]` lines of a node on a [`PrivateRedis`].
+const PRIVATE_NODE: &str = "cluster-timeout=500\nbypass-condition=cluster-test";
 
 on_both_runtimes!(a_publish_on_one_node_is_notified_by_another);
 fn a_publish_on_one_node_is_notified_by_another(rt: Runtime) {
-    let ns = Namespace::new();
+    let ns = Namespace::new("presence-e2e-");
     let a = Daemon::start(rt, &ns.node("a", "bypass-condition=cluster-test"));
     let b = Daemon::start(rt, &ns.node("b", "bypass-condition=cluster-test"));
     let mut bob = Ua::new(&b, "bob");
@@ -219,16 +39,16 @@ fn a_publish_on_one_node_is_notified_by_another(rt: Runtime) {
 
     // The publication is in Redis, with its expiry.
     let keys = ns.keys();
-    let pub_key = format!("{}pub:alice@{DOMAIN}:{}", ns.0, etag(&r));
+    let pub_key = format!("{}pub:alice@{DOMAIN}:{}", ns.prefix, etag(&r));
     assert!(keys.contains(&pub_key), "{keys:?}");
-    let ttl: i64 = Namespace::cli(&["pttl", &pub_key]).trim().parse().unwrap();
+    let ttl: i64 = ns.cli(&["pttl", &pub_key]).trim().parse().unwrap();
     assert!(ttl > 590_000 && ttl <= 600_000, "{ttl}");
     assert!(a.log().contains("cluster mode"), "{}", a.log());
 }
 
 on_both_runtimes!(a_refresh_with_sip_if_match_is_served_by_another_node);
 fn a_refresh_with_sip_if_match_is_served_by_another_node(rt: Runtime) {
-    let ns = Namespace::new();
+    let ns = Namespace::new("presence-e2e-");
     let a = Daemon::start(rt, &ns.node("a", "bypass-condition=cluster-test"));
     let b = Daemon::start(rt, &ns.node("b", "bypass-condition=cluster-test"));
     let mut carol = Ua::new(&a, "carol");
@@ -283,7 +103,7 @@ fn a_refresh_with_sip_if_match_is_served_by_another_node(rt: Runtime) {
 
 on_both_runtimes!(the_mutual_rule_works_across_nodes);
 fn the_mutual_rule_works_across_nodes(rt: Runtime) {
-    let ns = Namespace::new();
+    let ns = Namespace::new("presence-e2e-");
     let a = Daemon::start(rt, &ns.node("a", ""));
     let b = Daemon::start(rt, &ns.node("b", ""));
     let mut alice = Ua::new(&a, "alice");
@@ -308,16 +128,9 @@ fn the_mutual_rule_works_across_nodes(rt: Runtime) {
     assert!(!n.body_str().contains("secret"), "{}", n.body_str());
 }
 
-fn cseq(m: &SipMessage) -> u32 {
-    m.header("CSeq")
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no CSeq:\n{m}"))
-}
-
 on_both_runtimes!(a_killed_nodes_dialog_is_refreshed_on_a_surviving_node);
 fn a_killed_nodes_dialog_is_refreshed_on_a_surviving_node(rt: Runtime) {
-    let ns = Namespace::new();
+    let ns = Namespace::new("presence-e2e-");
     let a = Daemon::start(rt, &ns.node("a", "bypass-condition=cluster-test"));
     let b = Daemon::start(rt, &ns.node("b", "bypass-condition=cluster-test"));
     let mut alice_a = Ua::new(&a, "alice");
@@ -332,9 +145,9 @@ fn a_killed_nodes_dialog_is_refreshed_on_a_surviving_node(rt: Runtime) {
         n.body_str()
     );
     let last = cseq(&n);
-    let dlg_key = format!("{}dlg:{}:{}", ns.0, d.call_id, d.to_tag);
+    let dlg_key = format!("{}dlg:{}:{}", ns.prefix, d.call_id, d.to_tag);
     // Written just after the 200.
-    wait_key(&ns, &dlg_key, true);
+    ns.wait_key(&dlg_key, true, CROSS);
 
     // Node a dies without a word; the proxy sends the refresh to node b.
     a.signal("KILL");
@@ -357,11 +170,7 @@ fn a_killed_nodes_dialog_is_refreshed_on_a_surviving_node(rt: Runtime) {
         "{n}"
     );
     // (The log line may lag the NOTIFY: polled.)
-    let deadline = Instant::now() + CROSS;
-    while !b.log().contains("taken over") {
-        assert!(Instant::now() < deadline, "{}", b.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_log(&b, &["taken over"], CROSS);
 
     // A PUBLISH on node b reaches the watcher from node b.
     let mut alice_b = Ua::new(&b, "alice");
@@ -383,7 +192,7 @@ fn a_killed_nodes_dialog_is_refreshed_on_a_surviving_node(rt: Runtime) {
             .is_some_and(|s| s.starts_with("terminated")),
         "{n}"
     );
-    wait_key(&ns, &dlg_key, false);
+    ns.wait_key(&dlg_key, false, CROSS);
 }
 
 on_both_runtimes!(a_dialog_moved_while_its_node_lives_is_served_by_one_node);
@@ -391,7 +200,7 @@ on_both_runtimes!(a_dialog_moved_while_its_node_lives_is_served_by_one_node);
 /// takes it over and tells node a, which drops its copy; the next change is notified once,
 /// by node b.
 fn a_dialog_moved_while_its_node_lives_is_served_by_one_node(rt: Runtime) {
-    let ns = Namespace::new();
+    let ns = Namespace::new("presence-e2e-");
     let a = Daemon::start(rt, &ns.node("a", "bypass-condition=cluster-test"));
     let b = Daemon::start(rt, &ns.node("b", "bypass-condition=cluster-test"));
     let mut alice_a = Ua::new(&a, "alice");
@@ -400,19 +209,15 @@ fn a_dialog_moved_while_its_node_lives_is_served_by_one_node(rt: Runtime) {
     let mut bob_a = Ua::new(&a, "bob");
     bob_a.user_agent = "cluster-test";
     let (mut d, _) = bob_a.subscribe("alice");
-    let dlg_key = format!("{}dlg:{}:{}", ns.0, d.call_id, d.to_tag);
-    wait_key(&ns, &dlg_key, true);
+    let dlg_key = format!("{}dlg:{}:{}", ns.prefix, d.call_id, d.to_tag);
+    ns.wait_key(&dlg_key, true, CROSS);
 
     let mut bob_b = Ua::new(&b, "bob");
     bob_b.user_agent = "cluster-test";
     let (r, n) = bob_b.resubscribe(&mut d, 600);
     assert_eq!(r.status(), Some(200), "{r}");
     assert!(n.body_str().contains("first"), "{}", n.body_str());
-    let deadline = Instant::now() + CROSS;
-    while !a.log().contains("dropped here") {
-        assert!(Instant::now() < deadline, "{}", a.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_log(&a, &["dropped here"], CROSS);
 
     // A change published on node a reaches bob from node b only.
     let r = alice_a.publish(Some(&pidf("alice", "second")), 600, Some(&etag(&first)));
@@ -431,21 +236,12 @@ fn a_dialog_moved_while_its_node_lives_is_served_by_one_node(rt: Runtime) {
             .is_some_and(|s| s.starts_with("terminated")),
         "{n}"
     );
-    wait_key(&ns, &dlg_key, false);
-}
-
-/// Waits until `key` is in Redis (`present`) or gone.
-fn wait_key(ns: &Namespace, key: &str, present: bool) {
-    let deadline = Instant::now() + CROSS;
-    while ns.keys().iter().any(|k| k == key) != present {
-        assert!(Instant::now() < deadline, "{key}: {:?}", ns.keys());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    ns.wait_key(&dlg_key, false, CROSS);
 }
 
 on_both_runtimes!(a_killed_nodes_list_dialog_is_refreshed_on_a_surviving_node);
 fn a_killed_nodes_list_dialog_is_refreshed_on_a_surviving_node(rt: Runtime) {
-    let ns = Namespace::new();
+    let ns = Namespace::new("presence-e2e-");
     let a = Daemon::start(rt, &ns.node("a", "bypass-condition=cluster-test"));
     let b = Daemon::start(rt, &ns.node("b", "bypass-condition=cluster-test"));
     let mut alice_a = Ua::new(&a, "alice");
@@ -472,9 +268,11 @@ fn a_killed_nodes_list_dialog_is_refreshed_on_a_surviving_node(rt: Runtime) {
         to_user: "friends",
         to_tag: r.tag("To").expect("To tag"),
         cseq: 20,
+        route: Vec::new(),
+        target: aor("friends"),
     };
-    let dlg_key = format!("{}dlg:{}:{}", ns.0, d.call_id, d.to_tag);
-    wait_key(&ns, &dlg_key, true);
+    let dlg_key = format!("{}dlg:{}:{}", ns.prefix, d.call_id, d.to_tag);
+    ns.wait_key(&dlg_key, true, CROSS);
 
     a.signal("KILL");
     drop(a);
@@ -514,12 +312,12 @@ fn a_killed_nodes_list_dialog_is_refreshed_on_a_surviving_node(rt: Runtime) {
     let (r, n) = bob_b.resubscribe(&mut d, 0);
     assert_eq!(r.status(), Some(200), "{r}");
     assert_eq!(decode_list(&n.to_message()).state.state, "terminated");
-    wait_key(&ns, &dlg_key, false);
+    ns.wait_key(&dlg_key, false, CROSS);
 }
 
 on_both_runtimes!(a_restarted_node_loses_no_publication);
 fn a_restarted_node_loses_no_publication(rt: Runtime) {
-    let ns = Namespace::new();
+    let ns = Namespace::new("presence-e2e-");
     let a = Daemon::start(rt, &ns.node("a", "bypass-condition=cluster-test"));
     let mut alice = Ua::new(&a, "alice");
     let r = alice.publish(Some(&pidf("alice", "still here")), 600, None);
@@ -582,66 +380,10 @@ fn a_malformed_redis_uri_stops_the_startup(rt: Runtime) {
     assert!(run.stderr.contains("redis-server-uri"), "{}", run.stderr);
 }
 
-/// A private Redis on a free port (restarting the shared one would disturb other tests).
-struct PrivateRedis {
-    port: u16,
-    child: Option<std::process::Child>,
-}
-
-impl PrivateRedis {
-    fn start() -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let mut r = PrivateRedis { port, child: None };
-        r.restart();
-        r
-    }
-
-    fn uri(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts it (empty: no persistence) and waits until it answers.
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 on_both_runtimes!(a_redis_restart_is_survived_and_resynchronised);
 fn a_redis_restart_is_survived_and_resynchronised(rt: Runtime) {
     let mut redis = PrivateRedis::start();
-    let node = |name: &str| {
-        format!(
-            "redis-server-uri={}\ncluster-node-name={name}\ncluster-timeout=500\nlong-term-enabled=false\nbypass-condition=cluster-test",
-            redis.uri()
-        )
-    };
+    let node = |name: &str| node_config(&redis.uri(), name, PRIVATE_NODE);
     let a = Daemon::start(rt, &node("a"));
     let b = Daemon::start(rt, &node("b"));
     let mut bob = Ua::new(&b, "bob");
@@ -686,63 +428,24 @@ fn a_redis_restart_is_survived_and_resynchronised(rt: Runtime) {
     assert_eq!(r.status(), Some(200), "{r}");
 }
 
-impl PrivateRedis {
-    /// `redis-cli` with these arguments; its output.
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("run redis-cli");
-        assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Every key of the default prefix (`presence:`).
-    fn keys(&self) -> HashSet<String> {
-        self.cli(&["--scan", "--pattern", "presence:*"])
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// The publications of `user` in the store, oldest first: `ETag (note, writer)`.
-    fn publications(&self, user: &str) -> Vec<String> {
-        let aor = format!("{user}@{DOMAIN}");
-        self.cli(&["zrange", &format!("presence:pubs:{aor}"), "0", "-1"])
-            .lines()
-            .filter(|e| !e.is_empty())
-            .map(|e| {
-                let stored = self.cli(&["get", &format!("presence:pub:{aor}:{e}")]);
-                let note = stored
-                    .split_once("<note>")
-                    .and_then(|(_, rest)| rest.split_once("</note>"))
-                    .map_or("no note", |(note, _)| note);
-                let node = stored.lines().nth(1).unwrap_or("?");
-                format!("{e} ({note}, written by node {node})")
-            })
-            .collect()
-    }
-
-    /// Waits (at most `timeout`) until every key of `expected` is in Redis.
-    fn wait_keys(&self, expected: &[String], timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let keys = self.keys();
-            let missing: Vec<&String> = expected.iter().filter(|k| !keys.contains(*k)).collect();
-            if missing.is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} of {} keys still missing after {timeout:?}, e.g. {:?}",
-                missing.len(),
-                expected.len(),
-                &missing[..missing.len().min(10)]
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+/// The publications of `user` in the store of `redis` (default prefix), oldest first: `ETag
+/// (note, writer)`.
+fn publications(redis: &PrivateRedis, user: &str) -> Vec<String> {
+    let aor = format!("{user}@{DOMAIN}");
+    redis
+        .cli(&["zrange", &format!("presence:pubs:{aor}"), "0", "-1"])
+        .lines()
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let stored = redis.cli(&["get", &format!("presence:pub:{aor}:{e}")]);
+            let note = stored
+                .split_once("<note>")
+                .and_then(|(_, rest)| rest.split_once("</note>"))
+                .map_or("no note", |(note, _)| note);
+            let node = stored.lines().nth(1).unwrap_or("?");
+            format!("{e} ({note}, written by node {node})")
+        })
+        .collect()
 }
 
 /// The last NOTIFY of each subscription (by Call-ID) of the load test: body and
@@ -965,12 +668,7 @@ fn a_redis_restart_under_load_loses_nothing(rt: Runtime) {
     let _alone = lock(&LOAD_ALONE);
     let test_started = Instant::now();
     let mut redis = PrivateRedis::start();
-    let node = |name: &str| {
-        format!(
-            "redis-server-uri={}\ncluster-node-name={name}\ncluster-timeout=500\nlong-term-enabled=false\nbypass-condition=cluster-test",
-            redis.uri()
-        )
-    };
+    let node = |name: &str| node_config(&redis.uri(), name, PRIVATE_NODE);
     let a = Daemon::start(rt, &node("a"));
     let b = Daemon::start(rt, &node("b"));
     let nodes = [(&a, "a"), (&b, "b")];
@@ -1235,7 +933,7 @@ fn a_redis_restart_under_load_loses_nothing(rt: Runtime) {
                     .map(|(d, seen)| {
                         // What the store has, and what the watcher's node serves to a new
                         // subscriber (the watcher's name tells its node: wa3, xb...).
-                        let stored = redis.publications(&d.presentity);
+                        let stored = publications(&redis, &d.presentity);
                         let (node, name) = nodes[usize::from(d.watcher.as_bytes()[1] == b'b')];
                         let mut conn = node.connect();
                         let probe =
@@ -1283,7 +981,7 @@ fn a_redis_restart_under_load_loses_nothing(rt: Runtime) {
         for p in &loaded {
             let last = lock(&p.last).1.clone();
             loop {
-                let stored = redis.publications(p.user);
+                let stored = publications(&redis, p.user);
                 if stored.len() == 1 && stored[0].starts_with(&format!("{last} ")) {
                     break;
                 }

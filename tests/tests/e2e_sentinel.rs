@@ -5,144 +5,20 @@
 
 use std::time::{Duration, Instant};
 
-use presence_tests::daemon::{Daemon, Runtime, SipClient, SipMessage, run_to_exit, unique};
+use presence_tests::cluster::{Ua, etag, pidf, wait_log};
+use presence_tests::daemon::{Daemon, Runtime, run_to_exit};
 use presence_tests::on_both_runtimes;
-use presence_tests::redis::SentinelSetup;
-
-const DOMAIN: &str = "127.0.0.1";
-
-fn aor(user: &str) -> String {
-    format!("sip:{user}@{DOMAIN}")
-}
-
-fn pidf(user: &str, note: &str) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"{aor}\"><tuple id=\"t1\"><status><basic>open</basic></status><contact>{aor}</contact><note>{note}</note></tuple></presence>",
-        aor = aor(user)
-    )
-}
-
-fn etag(r: &SipMessage) -> String {
-    r.header("SIP-ETag")
-        .unwrap_or_else(|| panic!("no SIP-ETag:\n{r}"))
-        .to_owned()
-}
-
-/// A user agent on one node.
-struct Ua {
-    user: &'static str,
-    conn: SipClient,
-    cseq: u32,
-    call_id: String,
-}
-
-impl Ua {
-    fn new(daemon: &Daemon, user: &'static str) -> Ua {
-        Ua {
-            user,
-            conn: daemon.connect(),
-            cseq: 1,
-            call_id: unique("pub-"),
-        }
-    }
-
-    fn via(&self) -> String {
-        format!(
-            "Via: SIP/2.0/TCP {};branch=z9hG4bK.{};rport",
-            self.conn.local,
-            unique("b")
-        )
-    }
-
-    fn publish(&mut self, body: Option<&str>, etag: Option<&str>) -> SipMessage {
-        self.cseq += 1;
-        let me = aor(self.user);
-        let mut m = format!(
-            "PUBLISH {me} SIP/2.0\r\n{}\r\nFrom: <{me}>;tag=p{}\r\nTo: <{me}>\r\nCSeq: {} PUBLISH\r\nCall-ID: {}\r\nMax-Forwards: 70\r\nEvent: presence\r\nExpires: 600\r\n",
-            self.via(),
-            self.cseq,
-            self.cseq,
-            self.call_id
-        );
-        if let Some(e) = etag {
-            m.push_str(&format!("SIP-If-Match: {e}\r\n"));
-        }
-        match body {
-            Some(b) => m.push_str(&format!(
-                "Content-Type: application/pidf+xml\r\nContent-Length: {}\r\n\r\n{b}",
-                b.len()
-            )),
-            None => m.push_str("Content-Length: 0\r\n\r\n"),
-        }
-        self.conn.send(&m);
-        self.conn.expect_response()
-    }
-
-    /// Subscribes to `to_user`'s presence (User-Agent `cluster-test`: the daemons are started
-    /// with `bypass-condition=cluster-test`, so no mutual subscription is needed).
-    fn subscribe(&mut self, to_user: &str) -> SipMessage {
-        let (me, them) = (aor(self.user), aor(to_user));
-        let m = format!(
-            "SUBSCRIBE {them} SIP/2.0\r\n{}\r\nFrom: <{me}>;tag={}\r\nTo: <{them}>\r\nCSeq: 20 SUBSCRIBE\r\nCall-ID: {}\r\nMax-Forwards: 70\r\nEvent: presence\r\nExpires: 600\r\nContact: <sip:{}@{};transport=tcp>\r\nUser-Agent: cluster-test\r\nContent-Length: 0\r\n\r\n",
-            self.via(),
-            unique("st"),
-            unique("sub-"),
-            self.user,
-            self.conn.local,
-        );
-        self.conn.send(&m);
-        let (r, n) = self.conn.expect_response_and_notify();
-        assert_eq!(r.status(), Some(200), "{r}");
-        n
-    }
-
-    /// Answers NOTIFYs until one's body contains `text` (at most `limit`).
-    fn notified(&mut self, text: &str, limit: Duration) -> SipMessage {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.conn.recv(left) {
-                Ok(m) if m.method() == Some("NOTIFY") => {
-                    self.conn.send(&m.ok_response());
-                    if m.body_str().contains(text) {
-                        return m;
-                    }
-                }
-                Ok(m) => panic!("expected a NOTIFY, got:\n{m}"),
-                Err(e) => panic!("no NOTIFY with {text:?} within {limit:?}: {e:?}"),
-            }
-        }
-    }
-}
-
-/// Waits (at most `limit`) until the daemon's log has a line with every one of `parts`.
-fn wait_log(d: &Daemon, parts: &[&str], limit: Duration) {
-    let found = || {
-        d.log()
-            .lines()
-            .any(|l| parts.iter().all(|p| l.contains(p)))
-            .then_some(())
-    };
-    let deadline = Instant::now() + limit;
-    while found().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "no line with {parts:?} within {limit:?}:\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use presence_tests::redis::{SentinelSetup, node_config};
 
 on_both_runtimes!(a_sentinel_failover_is_followed_by_the_nodes);
 fn a_sentinel_failover_is_followed_by_the_nodes(rt: Runtime) {
     let started = Instant::now();
     let mut redis = SentinelSetup::start();
     let node = |name: &str| {
-        format!(
-            "redis-server-uri={}\ncluster-node-name={name}\ncluster-timeout=500\n\
-             long-term-enabled=false\nbypass-condition=cluster-test",
-            redis.uri()
+        node_config(
+            &redis.uri(),
+            name,
+            "cluster-timeout=500\nbypass-condition=cluster-test",
         )
     };
     let a = Daemon::start(rt, &node("a"));
@@ -159,16 +35,17 @@ fn a_sentinel_failover_is_followed_by_the_nodes(rt: Runtime) {
     }
 
     let mut bob = Ua::new(&b, "bob");
+    bob.user_agent = "cluster-test";
     bob.subscribe("alice");
     let mut alice = Ua::new(&a, "alice");
-    let r = alice.publish(Some(&pidf("alice", "before")), None);
+    let r = alice.publish(Some(&pidf("alice", "before")), 600, None);
     assert_eq!(r.status(), Some(200), "{r}");
     bob.notified("before", Duration::from_secs(5));
 
     // The master dies; node a serves the modification from its own state meanwhile.
     redis.master.kill();
     let killed = Instant::now();
-    let r = alice.publish(Some(&pidf("alice", "during")), Some(&etag(&r)));
+    let r = alice.publish(Some(&pidf("alice", "during")), 600, Some(&etag(&r)));
     assert_eq!(r.status(), Some(200), "{r}");
     let during = etag(&r);
 
@@ -185,13 +62,13 @@ fn a_sentinel_failover_is_followed_by_the_nodes(rt: Runtime) {
 
     // A new publication on node a reaches bob on node b through the new master.
     let mut alice2 = Ua::new(&a, "alice");
-    let r = alice2.publish(Some(&pidf("alice", "after")), None);
+    let r = alice2.publish(Some(&pidf("alice", "after")), 600, None);
     assert_eq!(r.status(), Some(200), "{r}");
     bob.notified("after", Duration::from_secs(5));
     // The publication made while the master was dead is in the new master (written there by
     // node a's resynchronisation): node b refreshes it.
     let mut alice_b = Ua::new(&b, "alice");
-    let r = alice_b.publish(None, Some(&during));
+    let r = alice_b.publish(None, 600, Some(&during));
     assert_eq!(r.status(), Some(200), "{r}");
     assert_eq!(redis.replica.role().as_deref(), Some("master"));
     eprintln!(
