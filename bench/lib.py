@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """Helpers of bench/compare.sh (standard library only).
 
-  lib.py run OUT.json --label L --server S --scenario C [--pid PID]... [--after SECONDS] -- CMD...
+  lib.py run OUT.json --label L --server S --scenario C [--pid PID]... [--store-pid PID]...
+                     [--after SECONDS] -- CMD...
       Runs one presence-bench command; saves its JSON line (the last line of its stdout) with
       what the machine did meanwhile: wall time, busy CPU of the whole machine (/proc/stat),
       the server's CPU (its process tree, threads included), the tool's own CPU, and the CPU of
       everything else (busy - server - tool). The human summary goes to OUT.txt, stderr to OUT.err.
       --after S: then S more seconds of the server's CPU (what closing the tool's connections
       cost it), as server_cpu_after_exit_s.
+      --store-pid: a store the servers share (redis-server), its CPU apart (store_total_cpu_s,
+      not counted in other_cpu_s).
   lib.py table DIR            prints the Markdown results of DIR (the run's *.json records).
+  lib.py cluster-table DIR    the same for bench/cluster.sh's records (1, 2, 3 nodes on Redis).
   lib.py splice FILE BEGIN END TEXTFILE
       replaces the lines between the markers BEGIN and END of FILE by TEXTFILE's content.
   lib.py cpu PID...           prints the CPU seconds of the process trees (for the script's log).
@@ -105,18 +109,24 @@ def top_others(before, after, exclude, wall):
 def run(argv):
     out = argv[0]
     rec = {"pids": []}
+    store = []
     i = 1
     while i < len(argv) and argv[i] != "--":
         key = argv[i].lstrip("-")
         if key == "pid":
             rec["pids"].append(int(argv[i + 1]))
+        elif key == "store-pid":
+            store.append(int(argv[i + 1]))
         else:
             rec[key] = argv[i + 1]
         i += 2
     cmd = argv[i + 1 :]
     rec["command"] = " ".join(cmd)
     rec["started"] = time.strftime("%H:%M:%S", time.gmtime())
+    if store:
+        rec["store_pids"] = store
     snap = snapshot()
+    store_before = tree_cpu(store)
     before = (time.monotonic(), machine_busy(), tree_cpu(rec["pids"]))
     own = resource.getrusage(resource.RUSAGE_CHILDREN)
     base = out[: -len(".json")]
@@ -128,6 +138,7 @@ def run(argv):
         time.sleep(float(rec["after"]))
         rec["server_cpu_after_exit_s"] = round(tree_cpu(rec["pids"]) - closed, 2)
     after = (time.monotonic(), machine_busy(), tree_cpu(rec["pids"]))
+    store_used = tree_cpu(store) - store_before
     own2 = resource.getrusage(resource.RUSAGE_CHILDREN)
     tool = (own2.ru_utime - own.ru_utime) + (own2.ru_stime - own.ru_stime)
     rec["status"] = status
@@ -135,11 +146,14 @@ def run(argv):
     rec["machine_busy_s"] = round(after[1] - before[1], 2)
     rec["server_total_cpu_s"] = round(after[2] - before[2], 2)
     rec["tool_total_cpu_s"] = round(tool, 2)
+    if store:
+        rec["store_total_cpu_s"] = round(store_used, 2)
     rec["other_cpu_s"] = round(
-        rec["machine_busy_s"] - rec["server_total_cpu_s"] - rec["tool_total_cpu_s"], 2
+        rec["machine_busy_s"] - rec["server_total_cpu_s"] - rec["tool_total_cpu_s"] - store_used,
+        2,
     )
     rec["others"] = top_others(
-        snap, snapshot(), set(tree(rec["pids"])) | {os.getpid()}, rec["wall_s"]
+        snap, snapshot(), set(tree(rec["pids"] + store)) | {os.getpid()}, rec["wall_s"]
     )
     result = None
     with open(base + ".txt") as f:
@@ -347,6 +361,119 @@ def _yn(b):
     return "–" if b is None else ("yes" if b else "**no**")
 
 
+# ---------------------------------------------------------------- cluster table (cluster.sh)
+
+CLUSTER_CONFIGS = [
+    ("single", "1 node, no Redis"),
+    ("n1", "1 node + Redis"),
+    ("n2", "2 nodes + Redis"),
+    ("n3", "3 nodes + Redis"),
+]
+
+
+def _cluster_value(recs, sc, cfg, key):
+    """A figure of cluster.sh's runs, with the derived ones (CPU of nodes + Redis)."""
+    if key in ("cpu_with_store", "per_cpu_with_store", "us_per_notify"):
+        if cfg == "single":
+            # No Redis in use: the nodes' CPU alone (Redis's, if any, is other users').
+            cpu = get(recs, sc, cfg, "server_cpu_s")
+        else:
+            a, b = get(recs, sc, cfg, "server_cpu_s"), get(recs, sc, cfg, "store_cpu_s")
+            cpu = None if a is None or b is None else a + b
+        n = get(recs, sc, cfg, "notify_received")
+        if key == "cpu_with_store":
+            return cpu
+        if cpu is None or not cpu or n is None or not n:
+            return None
+        return n / cpu if key == "per_cpu_with_store" else cpu * 1e6 / n
+    if key in ("store_cpu_s", "store_cpu_util") and cfg == "single":
+        return None
+    if key == "notify_superseded" and cfg in ("single", "n1"):
+        return None
+    if key == "cross_node_fraction":
+        v = get(recs, sc, cfg, key)
+        return None if v is None else 100 * v
+    return get(recs, sc, cfg, key)
+
+
+# (scenario, label, key, unit)
+CLUSTER_ROWS = [
+    ("fanout", "fanout: PUBLISH→NOTIFY p50", "latency_p50_ms", " ms"),
+    ("fanout", "fanout: PUBLISH→NOTIFY p99", "latency_p99_ms", " ms"),
+    ("fanout", "fanout: PUBLISH→NOTIFY max", "latency_max_ms", " ms"),
+    ("fanout", "fanout: PUBLISH→200 p99", "publish_rtt_p99_ms", " ms"),
+    ("fanout", "fanout: nodes' CPU-seconds", "server_cpu_s", " s"),
+    ("fanout", "fanout: Redis CPU-seconds", "store_cpu_s", " s"),
+    ("fanout", "fanout: NOTIFYs per CPU-second, nodes", "notifies_per_cpu_s", ""),
+    ("fanout", "fanout: NOTIFYs per CPU-second, nodes + Redis", "per_cpu_with_store", ""),
+    ("fanout", "fanout: CPU per NOTIFY, nodes + Redis", "us_per_notify", " µs"),
+    ("fanout", "fanout: subscriptions whose NOTIFYs cross nodes", "cross_node_fraction", " %"),
+    ("fanout", "fanout: notes lost", "notify_lost", ""),
+    ("saturation", "saturation: PUBLISH/s", "publish_rate", ""),
+    ("saturation", "saturation: NOTIFYs/s", "notify_rate", ""),
+    ("saturation", "saturation: NOTIFYs per CPU-second, nodes", "notifies_per_cpu_s", ""),
+    ("saturation", "saturation: NOTIFYs per CPU-second, nodes + Redis", "per_cpu_with_store",
+     ""),
+    ("saturation", "saturation: CPU per NOTIFY, nodes + Redis", "us_per_notify", " µs"),
+    ("saturation", "saturation: nodes' CPU / wall (cores)", "server_cpu_util", ""),
+    ("saturation", "saturation: Redis CPU / wall (cores)", "store_cpu_util", ""),
+    ("saturation", "saturation: presence-bench CPU / wall (cores)", "bench_util", ""),
+    ("saturation", "saturation: PUBLISH→NOTIFY p50", "latency_p50_ms", " ms"),
+    ("saturation", "saturation: PUBLISH→NOTIFY p99", "latency_p99_ms", " ms"),
+    ("saturation", "saturation: notes lost", "notify_lost", ""),
+    ("saturation", "saturation: of which passed over by a newer note", "notify_superseded", ""),
+]
+
+
+def cluster_table(d):
+    recs = load(d)
+    cfgs = [(c, t) for c, t in CLUSTER_CONFIGS if any(c in recs.get(sc, {}) for sc in recs)]
+    out = ["| figure | " + " | ".join(t for _, t in cfgs) + " |",
+           "|---|" + "---|" * len(cfgs)]
+    for sc, label, key, unit in CLUSTER_ROWS:
+        if sc not in recs:
+            continue
+        if key == "store_cpu_util" and all(c == "single" for c, _ in cfgs):
+            continue
+        cells = []
+        for c, _ in cfgs:
+            v = _cluster_value(recs, sc, c, key)
+            if v is None and key in ("store_cpu_s", "store_cpu_util") and c == "single":
+                cells.append("(not used)")
+            elif v is None and key in ("cross_node_fraction", "notify_superseded") and c in (
+                "single", "n1"
+            ):
+                cells.append("")
+            else:
+                cells.append(fmt(v, unit))
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    out.append("")
+    n = max((len(s) for sc in recs.values() for s in sc.values()), default=1)
+    out.append(
+        "Each figure is the median of "
+        + (f"{n} runs" if n > 1 else "one run")
+        + ". CPU is measured from `/proc` over the measured phase: the nodes' processes "
+        "(summed), Redis's (`redis-server`, shared with any other user of it), presence-bench's "
+        "own. `–`: not measured."
+    )
+    out.append("")
+    out.append("| run | exit | result | wall | nodes' CPU (whole run) | Redis CPU | tool CPU | "
+               "other CPU (rest of the machine) | most CPU besides |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
+    runs = [rec for sc in recs for s in recs[sc].values() for rec in s]
+    runs.sort(key=lambda rec: rec.get("started", ""))
+    for rec in runs:
+        r = rec.get("result") or {}
+        out.append(
+            f"| {rec['label']} | {rec['status']} | {r.get('result', 'no JSON')} | "
+            f"{rec['wall_s']} s | {rec['server_total_cpu_s']} s | "
+            f"{rec.get('store_total_cpu_s', '–')} s | "
+            f"{rec['tool_total_cpu_s']} s | {rec['other_cpu_s']} s | "
+            f"{'; '.join(o.replace('|', '/') for o in rec.get('others', [])[:2])} |"
+        )
+    return "\n".join(out)
+
+
 def splice(path, begin, end, textfile):
     with open(textfile) as f:
         text = f.read().rstrip("\n")
@@ -370,6 +497,8 @@ def main():
         run(args)
     elif cmd == "table":
         print(table(args[0]))
+    elif cmd == "cluster-table":
+        print(cluster_table(args[0]))
     elif cmd == "splice":
         splice(*args)
     elif cmd == "cpu":

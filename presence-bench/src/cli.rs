@@ -61,8 +61,9 @@ impl fmt::Display for Tolerance {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub scenario: Scenario,
-    /// `--server HOST:PORT` (default 127.0.0.1:5065).
-    pub server: SocketAddr,
+    /// `--server HOST:PORT`, repeatable (default 127.0.0.1:5065): several are the nodes of one
+    /// cluster; connection i goes to server i % n (see [`Options::server_of_conn`]).
+    pub servers: Vec<SocketAddr>,
     /// `--domain` of every user and list URI.
     pub domain: String,
     /// `--users U`; None: the scenario's default.
@@ -92,6 +93,9 @@ pub struct Options {
     pub timeout: Duration,
     /// `--pid PID` (repeatable): server processes to sample in /proc.
     pub pids: Vec<u32>,
+    /// `--store-pid PID` (repeatable): processes of a store the servers share (redis-server),
+    /// sampled apart from the servers.
+    pub store_pids: Vec<u32>,
     /// `--run-id ID`: part of every user name and Call-ID (default: random).
     pub run_id: Option<String>,
     /// `--user-prefix P` (default `bench-`).
@@ -150,7 +154,7 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             scenario: Scenario::Fanout,
-            server: SocketAddr::from(([127, 0, 0, 1], 5065)),
+            servers: vec![SocketAddr::from(([127, 0, 0, 1], 5065))],
             domain: "sip.example.org".to_owned(),
             users: None,
             buddies: 20,
@@ -165,6 +169,7 @@ impl Default for Options {
             setup_timeout: Duration::from_secs(120),
             timeout: Duration::from_secs(5),
             pids: Vec::new(),
+            store_pids: Vec::new(),
             run_id: None,
             user_prefix: "bench-".to_owned(),
             seed: 1,
@@ -213,6 +218,20 @@ impl Options {
         self.connections.is_some()
     }
 
+    /// The servers, as given (comma-separated).
+    pub fn servers_text(&self) -> String {
+        self.servers
+            .iter()
+            .map(SocketAddr::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The index in `servers` of the server connection `conn` goes to: `conn % servers`.
+    pub fn server_of_conn(&self, conn: u32) -> usize {
+        conn as usize % self.servers.len().max(1)
+    }
+
     /// Buddies per user for the scenarios that build the mutual mesh: `--buddies` (fanout) or
     /// `--subscriptions / users` (hold).
     pub fn mesh_buddies(&self) -> usize {
@@ -239,7 +258,12 @@ pub fn usage() -> String {
          \x20          updates per second and their latency\n\
          \n\
          Target and population:\n\
-         \x20     --server HOST:PORT   server to load (default 127.0.0.1:5065)\n\
+         \x20     --server HOST:PORT   server to load (default 127.0.0.1:5065). Repeatable: the\n\
+         \x20                          nodes of one cluster; connection i goes to server i mod n\n\
+         \x20                          (per-user mode: user i's), and in proxy mode a single\n\
+         \x20                          SUBSCRIBE goes to a connection of another node than its\n\
+         \x20                          presentity's PUBLISHes (every NOTIFY crosses nodes);\n\
+         \x20                          a user publishes again once its NOTIFYs are all in\n\
          \x20     --domain DOMAIN      domain of every URI (default sip.example.org)\n\
          \x20     --users U            users (default 1000; list: max(L, E+1))\n\
          \x20     --buddies K          mutual buddies per user (fanout, default 20)\n\
@@ -277,6 +301,9 @@ pub fn usage() -> String {
          Measurement and output:\n\
          \x20     --pid PID            server process to sample in /proc (repeatable; its child\n\
          \x20                          processes are included)\n\
+         \x20     --store-pid PID      process of a store the servers share (redis-server),\n\
+         \x20                          sampled apart (repeatable): store_cpu_s, and NOTIFYs per\n\
+         \x20                          CPU-second of servers + store\n\
          \x20     --max-loss N|P%      failures tolerated before exit status 1 (default 0)\n\
          \x20     --threads N          worker threads (default 1: current_thread runtime)\n\
          \x20 -q, --quiet              no progress lines on stderr\n\
@@ -296,6 +323,7 @@ where
 {
     let mut o = Options::default();
     let mut scenario = None;
+    let mut servers_given = false;
     let mut args = args.into_iter().map(Into::into);
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -314,7 +342,14 @@ where
             "-h" | "--help" => o.help = true,
             "-V" | "--version" => o.version = true,
             "-q" | "--quiet" => o.quiet = true,
-            "--server" => o.server = parse_addr(&value("HOST:PORT")?)?,
+            "--server" => {
+                let addr = parse_addr(&value("HOST:PORT")?)?;
+                if !servers_given {
+                    o.servers.clear();
+                    servers_given = true;
+                }
+                o.servers.push(addr);
+            }
             "--domain" => o.domain = non_empty(&name, value("a domain")?)?,
             "--users" => o.users = Some(positive(&name, &value("a count")?)?),
             "--buddies" => o.buddies = positive(&name, &value("a count")?)?,
@@ -329,6 +364,7 @@ where
             "--setup-window" => o.setup_window = positive(&name, &value("a count")?)?,
             "--setup-timeout" => o.setup_timeout = seconds(&name, &value("seconds")?)?,
             "--pid" => o.pids.push(integer(&name, &value("a process id")?)?),
+            "--store-pid" => o.store_pids.push(integer(&name, &value("a process id")?)?),
             "--run-id" => {
                 let v = value("an id")?;
                 if !v.bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -439,6 +475,18 @@ fn check(o: &Options) -> Result<(), UsageError> {
     {
         return Err(UsageError(format!(
             "--connections {n} is more than the {users} users"
+        )));
+    }
+    let servers = o.servers.len();
+    let conns = o.connections.unwrap_or(users);
+    if conns < servers {
+        return Err(UsageError(format!(
+            "{servers} servers need at least {servers} {}",
+            if o.proxy_mode() {
+                "connections"
+            } else {
+                "users"
+            }
         )));
     }
     Ok(())
@@ -556,6 +604,61 @@ mod tests {
         assert!(p(&["list", "--users", "5", "--entries", "5"]).is_err());
         assert!(p(&["fanout", "churn"]).is_err());
         assert!(p(&["--help"]).unwrap().help);
+    }
+
+    #[test]
+    fn several_servers() {
+        let o = p(&["fanout"]).unwrap();
+        assert_eq!(o.servers, vec![SocketAddr::from(([127, 0, 0, 1], 5065))]);
+        assert_eq!(o.servers_text(), "127.0.0.1:5065");
+        assert_eq!(o.server_of_conn(7), 0);
+        // The first --server replaces the default, the next ones add nodes.
+        let o = p(&["fanout", "--server", "127.0.0.1:6000"]).unwrap();
+        assert_eq!(o.servers_text(), "127.0.0.1:6000");
+        let o = p(&[
+            "fanout",
+            "--server",
+            "127.0.0.1:6000",
+            "--server=127.0.0.1:6001",
+            "--server",
+            "127.0.0.1:6002",
+            "--connections",
+            "6",
+            "--pid",
+            "10",
+            "--pid",
+            "11",
+            "--store-pid",
+            "20",
+        ])
+        .unwrap();
+        assert_eq!(o.servers.len(), 3);
+        assert_eq!(
+            o.servers_text(),
+            "127.0.0.1:6000,127.0.0.1:6001,127.0.0.1:6002"
+        );
+        assert_eq!(
+            (0..6).map(|c| o.server_of_conn(c)).collect::<Vec<_>>(),
+            vec![0, 1, 2, 0, 1, 2]
+        );
+        assert_eq!(o.pids, vec![10, 11]);
+        assert_eq!(o.store_pids, vec![20]);
+        // Every server needs a connection (proxy mode) or a user (per-user mode).
+        let with = |extra: &[&str]| {
+            let mut v = vec!["fanout"];
+            for addr in ["127.0.0.1:6000", "127.0.0.1:6001", "127.0.0.1:6002"] {
+                v.extend_from_slice(&["--server", addr]);
+            }
+            v.extend_from_slice(extra);
+            p(&v)
+        };
+        assert!(with(&["--connections", "2"]).is_err());
+        assert!(with(&["--connections", "3"]).is_ok());
+        assert!(with(&["--users", "2", "--buddies", "1"]).is_err());
+        assert!(with(&["--users", "4", "--buddies", "1"]).is_ok());
+        assert!(p(&["fanout", "--server", "nowhere"]).is_err());
+        assert!(p(&["fanout", "--store-pid", "x"]).is_err());
+        assert!(usage().contains("--store-pid"));
     }
 
     #[test]

@@ -101,7 +101,18 @@ impl Engine {
             }
         }
         self.unsynced_views += view_users.len() as u64;
-        let conn = self.users.get(watcher as usize).map_or(0, |u| u.conn);
+        let conn = match &kind {
+            Kind::Single { presentity } | Kind::Churn { presentity } => {
+                let conn = self.dialog_conn(watcher, Some(*presentity));
+                self.count_cross_node(conn, &[*presentity]);
+                conn
+            }
+            Kind::List { .. } => {
+                let conn = self.dialog_conn(watcher, None);
+                self.count_cross_node(conn, view_users);
+                conn
+            }
+        };
         self.dialogs.push_back(Dialog {
             conn,
             watcher,

@@ -21,6 +21,9 @@ pub struct Metrics {
     pub resource_updates: u64,
     /// Older notes of a list resource passed over by a newer one.
     pub coalesced: u64,
+    /// Measured notes of a single subscription passed over by a newer note of the same user
+    /// (counted as lost too: the server sent the later state only).
+    pub superseded: u64,
     /// NOTIFYs or resources carrying a note of another user, an older note, or none.
     pub wrong: u64,
     /// NOTIFYs repeating the last note seen (not counted as failures).

@@ -38,7 +38,8 @@ pub struct User {
     pub conn: u32,
     etag: Option<Box<[u8]>>,
     cseq: u32,
-    /// A PUBLISH of this user awaits its answer.
+    /// A PUBLISH of this user awaits its answer (with several servers: its answer and its
+    /// NOTIFYs, see [`Engine::hold_publishers`]).
     busy: bool,
     /// Views of this user in established dialogs: the NOTIFYs (or resource updates) each of its
     /// PUBLISHes must cause.
@@ -93,6 +94,11 @@ pub struct Engine {
     /// Setup requests refused.
     pub setup_failures: u64,
     list_bodies: HashMap<u32, Vec<u8>>,
+    /// With several servers: watches of the dialogs created (one per single subscription, one
+    /// per list entry) ...
+    pub watches: u64,
+    /// ... and those whose NOTIFYs cross nodes (the presentity publishes on another node).
+    pub cross_node: u64,
 }
 
 impl Engine {
@@ -126,6 +132,8 @@ impl Engine {
             unsynced_views: 0,
             setup_failures: 0,
             list_bodies: HashMap::new(),
+            watches: 0,
+            cross_node: 0,
         }
     }
 
@@ -140,15 +148,19 @@ impl Engine {
     // Connections
 
     /// Opens the connections: `--connections` of them (proxy mode), or one per user; users are
-    /// spread over them round-robin.
+    /// spread over them round-robin, and the connections over the servers (connection i to
+    /// server i % n).
     pub async fn connect(&mut self) -> Result<Duration, String> {
         let start = Instant::now();
         let count = self.opts.connections.unwrap_or(self.users.len());
         let proxy = self.opts.proxy_mode();
         for i in 0..count {
             let idx = u32::try_from(i).map_err(|_| "too many connections".to_owned())?;
+            let Some(&server) = self.opts.servers.get(self.opts.server_of_conn(idx)) else {
+                return Err("no server".to_owned());
+            };
             let c = conn::connect(
-                self.opts.server,
+                server,
                 idx,
                 proxy,
                 Arc::clone(&self.names),
@@ -156,13 +168,7 @@ impl Engine {
                 self.opts.timeout,
             )
             .await
-            .map_err(|e| {
-                format!(
-                    "connection {} of {count} to {}: {e}",
-                    i + 1,
-                    self.opts.server
-                )
-            })?;
+            .map_err(|e| format!("connection {} of {count} to {server}: {e}", i + 1))?;
             self.conns.push(c);
         }
         let n = self.conns.len().max(1);
@@ -170,6 +176,55 @@ impl Engine {
             u.conn = (i % n) as u32;
         }
         Ok(start.elapsed())
+    }
+
+    /// With several servers, a user's next measured PUBLISH waits until the previous one is
+    /// complete (its 200 and every NOTIFY; saturation: or given up after `--timeout`), not
+    /// only answered.
+    /// A node fetches a presentity's state from the store once per change announcement, so two
+    /// changes close together may reach the watchers on other nodes as one NOTIFY of the later
+    /// state (counted as `notify_superseded`, and lost: the tool expects every note), and the
+    /// older PUBLISH would hold its saturation window slot until `--timeout`. One server sends
+    /// the NOTIFYs with the 200: there the user is free at the answer, as always.
+    pub fn hold_publishers(&self) -> bool {
+        self.opts.servers.len() > 1
+    }
+
+    /// The connection of a new dialog of `watcher` to `presentity` (None: a list). The
+    /// watcher's own connection, except with several servers in proxy mode when that connection
+    /// goes to the node that takes the presentity's PUBLISHes: then a connection to another node
+    /// (the others in turn, by block of watchers), so that every NOTIFY of a single
+    /// subscription crosses nodes. Per-user mode has one connection per user: no choice there.
+    pub(super) fn dialog_conn(&self, watcher: u32, presentity: Option<u32>) -> u32 {
+        let own = self.users.get(watcher as usize).map_or(0, |u| u.conn);
+        match presentity.and_then(|p| self.users.get(p as usize)) {
+            Some(p) if self.opts.proxy_mode() => cross_node_conn(
+                own,
+                p.conn,
+                watcher,
+                self.opts.servers.len() as u32,
+                self.conns.len() as u32,
+            ),
+            _ => own,
+        }
+    }
+
+    /// Counts a new dialog's watches (one for a single subscription, one per entry for a list)
+    /// and those whose presentity publishes on another node than the dialog's.
+    pub(super) fn count_cross_node(&mut self, conn: u32, presentities: &[u32]) {
+        let n = self.opts.servers.len();
+        if n < 2 {
+            return;
+        }
+        let node = self.opts.server_of_conn(conn);
+        for &p in presentities {
+            self.watches += 1;
+            if let Some(u) = self.users.get(p as usize)
+                && self.opts.server_of_conn(u.conn) != node
+            {
+                self.cross_node += 1;
+            }
+        }
     }
 
     /// Flushes every connection and asks the writers to close them.
@@ -403,8 +458,11 @@ impl Engine {
                         self.m.publish_failed += 1;
                     }
                 }
+                let hold = ok && measured && self.hold_publishers();
                 if let Some(u) = self.users.get_mut(user as usize) {
-                    u.busy = false;
+                    // With several servers the user stays busy until the NOTIFYs are in too
+                    // (check_complete, expire_window).
+                    u.busy = hold;
                     // A refused PUBLISH (e.g. 412) starts over with a new publication.
                     u.etag = if ok {
                         etag.map(|e| e.to_vec().into())
@@ -524,5 +582,61 @@ impl Engine {
         }
         self.close();
         (start.elapsed(), unfinished)
+    }
+}
+
+/// The connection for a single subscription of `watcher` whose own connection is `own`, to a
+/// presentity that publishes on `home` (proxy mode, `servers` nodes, connection i on node
+/// i % servers, `conns` connections): `own` when it goes to another node than `home`; otherwise
+/// a connection of another node (node home + 1 + (watcher / conns) % (servers - 1)), at the rank
+/// `own` has among its node's connections (wrapped to that node's count).
+pub fn cross_node_conn(own: u32, home: u32, watcher: u32, servers: u32, conns: u32) -> u32 {
+    if servers < 2 || conns < servers || own % servers != home % servers {
+        return own;
+    }
+    // By watcher block (not watcher % ...: that would follow `own` and load a few connections).
+    let node = (home % servers + 1 + (watcher / conns) % (servers - 1)) % servers;
+    let on_node = (conns - node).div_ceil(servers);
+    node + servers * ((own / servers) % on_node.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cross_node_conn;
+    use crate::scenarios::ring;
+
+    /// Users on connections round-robin, the mutual ring: with several servers every single
+    /// subscription goes to another node than its presentity's PUBLISHes, and with as many
+    /// connections per node the SUBSCRIBEs are spread evenly over the connections.
+    #[test]
+    fn subscriptions_cross_nodes() {
+        for (users, k, conns, servers) in [
+            (1000u32, 20u32, 6u32, 2u32),
+            (1000, 20, 6, 3),
+            (1000, 20, 4, 3),
+            (50, 4, 5, 5),
+            (10, 3, 2, 2),
+        ] {
+            let mut per_conn = vec![0u32; conns as usize];
+            for w in 0..users {
+                let own = w % conns;
+                for p in ring(w, users, k) {
+                    let home = p % conns;
+                    let c = cross_node_conn(own, home, w, servers, conns);
+                    assert!(c < conns, "{c} < {conns}");
+                    assert_ne!(c % servers, home % servers, "watcher {w} -> {p}");
+                    per_conn[c as usize] += 1;
+                }
+            }
+            if conns % servers == 0 {
+                let (lo, hi) = (per_conn.iter().min(), per_conn.iter().max());
+                let (lo, hi) = (*lo.unwrap_or(&0), *hi.unwrap_or(&0));
+                assert!(hi - lo <= hi / 10, "{per_conn:?}");
+            }
+        }
+        // One server, or a connection already on another node: unchanged.
+        assert_eq!(cross_node_conn(3, 3, 7, 1, 4), 3);
+        assert_eq!(cross_node_conn(1, 2, 7, 2, 4), 1);
+        assert_eq!(cross_node_conn(2, 0, 7, 2, 4), 3);
     }
 }

@@ -173,6 +173,10 @@ impl Engine {
             if !p.released {
                 p.released = true;
                 self.window_used = self.window_used.saturating_sub(1);
+                let (user, answered) = (p.user, p.answered);
+                if answered && self.hold_publishers() {
+                    self.free_publisher(user);
+                }
             }
             self.open_pubs.pop_front();
         }
@@ -218,6 +222,18 @@ impl Engine {
                 p.released = true;
                 self.window_used = self.window_used.saturating_sub(1);
             }
+            let user = p.user;
+            if self.hold_publishers() {
+                self.free_publisher(user);
+            }
+        }
+    }
+
+    /// With several servers: `user`'s last PUBLISH is complete (or given up), it may publish
+    /// again.
+    fn free_publisher(&mut self, user: u32) {
+        if let Some(u) = self.users.get_mut(user as usize) {
+            u.busy = false;
         }
     }
 
@@ -271,6 +287,9 @@ impl Engine {
             };
             let coalesced = s != seq;
             if coalesced && !list {
+                if self.pubs.get(s as usize).is_some_and(|p| p.measured) {
+                    self.m.superseded += 1;
+                }
                 continue;
             }
             let Some(p) = self.pubs.get_mut(s as usize) else {

@@ -18,7 +18,7 @@ pub async fn run(e: &mut Engine, r: &mut Report) -> Result<Check, String> {
         e.opts.duration.as_secs_f64(),
         limit.map_or(String::new(), |n| format!(" or {n} dialogs"))
     ));
-    let cpu = Cpu::start(&e.opts.pids);
+    let cpu = Cpu::start(&e.opts);
     let start = cpu.at;
     let stop = start + e.opts.duration;
     e.measuring = true;
@@ -43,7 +43,7 @@ pub async fn run(e: &mut Engine, r: &mut Report) -> Result<Check, String> {
     }
     let elapsed = start.elapsed();
     e.measuring = false;
-    let cpu = cpu.stop(&e.opts.pids);
+    let cpu = cpu.stop(&e.opts);
     let unfinished = e.churn.active as u64;
     let c = &e.churn;
     r.section("Measured phase");
@@ -81,6 +81,12 @@ pub async fn run(e: &mut Engine, r: &mut Report) -> Result<Check, String> {
         "NOTIFYs per server CPU-second",
         cpu.per_cpu_second(e.m.notifies),
         "",
+    );
+    cpu.report_with_store(
+        r,
+        "dialogs_per_cpu_s_with_store",
+        "dialogs per CPU-second, servers + store",
+        c.completed,
     );
     Ok(Check {
         failures: c.timed_out + unfinished + e.m.non_2xx() + e.m.closed_connections,

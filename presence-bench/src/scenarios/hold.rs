@@ -20,9 +20,9 @@ pub async fn run(e: &mut Engine, r: &mut Report) -> Result<Check, String> {
     let k = e.opts.mesh_buddies() as u32;
     let ids = mesh(e, k);
     let subs = ids.end - ids.start;
-    let cpu = Cpu::start(&e.opts.pids);
+    let cpu = Cpu::start(&e.opts);
     let took = subscribe_all(e, "held subscriptions", ids.clone()).await?;
-    let setup_cpu = cpu.stop(&e.opts.pids);
+    let setup_cpu = cpu.stop(&e.opts);
     // Let the allocator settle (and late NOTIFY answers be processed) before sampling.
     e.pump(Instant::now() + Duration::from_millis(500)).await;
     let after = procfs::sample(&e.opts.pids);
@@ -70,14 +70,14 @@ pub async fn run(e: &mut Engine, r: &mut Report) -> Result<Check, String> {
             "holding {held} subscriptions for {:.0} s",
             e.opts.hold_seconds.as_secs_f64()
         ));
-        let cpu = Cpu::start(&e.opts.pids);
+        let cpu = Cpu::start(&e.opts);
         let until = Instant::now() + e.opts.hold_seconds;
         e.measuring = true;
         while Instant::now() < until {
             e.pump(until).await;
         }
         e.measuring = false;
-        let hold_cpu = cpu.stop(&e.opts.pids);
+        let hold_cpu = cpu.stop(&e.opts);
         r.section("Holding");
         r.float(
             "hold_s",

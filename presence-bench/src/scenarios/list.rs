@@ -82,9 +82,9 @@ pub async fn run(e: &mut Engine, r: &mut Report) -> Result<Check, String> {
         );
     }
     let list_ids = first_list..e.dialog_ids().end;
-    let cpu = Cpu::start(&e.opts.pids);
+    let cpu = Cpu::start(&e.opts);
     let took = subscribe_all(e, "list subscriptions", list_ids.clone()).await?;
-    let list_cpu = cpu.stop(&e.opts.pids);
+    let list_cpu = cpu.stop(&e.opts);
     r.int("lists", "lists", u64::from(lists));
     r.int("entries", "entries per list", u64::from(entries));
     r.bool("deflate", "deflated bodies", e.opts.deflate);

@@ -71,6 +71,25 @@ async fn finish(e: &mut Engine, r: &mut Report, check: Option<Check>) -> i32 {
         }
         Some((took, unfinished))
     };
+    if e.opts.servers.len() > 1 {
+        r.section("Several servers");
+        r.int(
+            "watches",
+            "watches (single subscriptions, list entries)",
+            e.watches,
+        );
+        r.int(
+            "cross_node_watches",
+            "watches whose presentity publishes on another node",
+            e.cross_node,
+        );
+        r.float(
+            "cross_node_fraction",
+            "share of watches crossing nodes",
+            (e.watches > 0).then(|| e.cross_node as f64 / e.watches as f64),
+            "",
+        );
+    }
     let m = &e.m;
     r.section("Cleanup");
     r.float(
@@ -136,7 +155,10 @@ fn header(r: &mut Report, e: &Engine) {
     let o = &e.opts;
     r.section(&format!("presence-bench {}", o.scenario.as_str()));
     r.str("scenario", "scenario", o.scenario.as_str());
-    r.str("server", "server", &o.server.to_string());
+    r.str("server", "server", &o.servers_text());
+    if o.servers.len() > 1 {
+        r.int("servers", "servers (cluster nodes)", o.servers.len() as u64);
+    }
     r.str("domain", "domain", &o.domain);
     r.str("run_id", "run id", &e.names.run);
     r.str(
@@ -168,10 +190,12 @@ fn header(r: &mut Report, e: &Engine) {
     );
 }
 
-/// Server and own CPU from one point in time.
+/// Server, store and own CPU from one point in time.
 pub struct Cpu {
     pub at: Instant,
     server: Option<Sample>,
+    /// The `--store-pid` processes; None without them.
+    store: Option<Sample>,
     own: f64,
 }
 
@@ -184,6 +208,10 @@ pub struct CpuUse {
     pub own: f64,
     /// Server memory (RSS, PSS in kB) at the start and at the end.
     pub memory: [Option<(u64, Option<u64>)>; 2],
+    /// `--store-pid` was given (the store figures are reported, null when unreadable).
+    pub store_sampled: bool,
+    /// Store (user, system) seconds.
+    pub store: Option<(f64, f64)>,
 }
 
 impl CpuUse {
@@ -196,6 +224,24 @@ impl CpuUse {
         self.server_total()
             .filter(|&t| t > 0.0)
             .map(|t| count as f64 / t)
+    }
+
+    /// Store CPU seconds (user + system).
+    pub fn store_total(&self) -> Option<f64> {
+        self.store.map(|(u, s)| u + s)
+    }
+
+    /// `count` per CPU-second of the servers and the store together.
+    pub fn per_cpu_second_with_store(&self, count: u64) -> Option<f64> {
+        let t = self.server_total()? + self.store_total()?;
+        (t > 0.0).then(|| count as f64 / t)
+    }
+
+    /// With `--store-pid`: `key` = `count` per CPU-second of servers + store.
+    pub fn report_with_store(&self, r: &mut Report, key: &str, label: &str, count: u64) {
+        if self.store_sampled {
+            r.float(key, label, self.per_cpu_second_with_store(count), "");
+        }
     }
 
     pub fn report(&self, r: &mut Report, prefix: &str, what: &str) {
@@ -231,6 +277,22 @@ impl CpuUse {
             Some(self.own),
             "s",
         );
+        if self.store_sampled {
+            r.float(
+                &format!("{prefix}store_cpu_s"),
+                &format!("store CPU total ({what})"),
+                self.store_total(),
+                "s",
+            );
+            r.float(
+                &format!("{prefix}store_cpu_util"),
+                "store CPU / wall time",
+                self.store_total()
+                    .filter(|_| self.wall > 0.0)
+                    .map(|t| t / self.wall),
+                "cores",
+            );
+        }
         for (i, when) in ["start", "end"].into_iter().enumerate() {
             let m = self.memory.get(i).copied().flatten();
             r.opt_int(
@@ -250,17 +312,25 @@ impl CpuUse {
 }
 
 impl Cpu {
-    pub fn start(pids: &[u32]) -> Cpu {
+    /// Samples the servers (`--pid`) and the store (`--store-pid`).
+    pub fn start(o: &Options) -> Cpu {
         Cpu {
             at: Instant::now(),
-            server: procfs::sample(pids),
+            server: procfs::sample(&o.pids),
+            store: procfs::sample(&o.store_pids),
             own: procfs::own_cpu_seconds(),
         }
     }
 
-    pub fn stop(&self, pids: &[u32]) -> CpuUse {
-        let end = procfs::sample(pids);
+    pub fn stop(&self, o: &Options) -> CpuUse {
+        let end = procfs::sample(&o.pids);
+        let store_end = procfs::sample(&o.store_pids);
         CpuUse {
+            store_sampled: !o.store_pids.is_empty(),
+            store: match (&self.store, &store_end) {
+                (Some(a), Some(b)) => Some(b.cpu_since(a)),
+                _ => None,
+            },
             wall: self.at.elapsed().as_secs_f64(),
             server: match (&self.server, &end) {
                 (Some(a), Some(b)) => Some(b.cpu_since(a)),
@@ -307,7 +377,7 @@ pub async fn connect(e: &mut Engine, r: &mut Report) -> Result<(), String> {
     let n = e.opts.connections.unwrap_or(e.users.len());
     e.progress(&format!(
         "connecting {n} connection(s) to {}",
-        e.opts.server
+        e.opts.servers_text()
     ));
     let took = e.connect().await?;
     r.section("Setup");
@@ -399,7 +469,7 @@ pub async fn publish_phase(e: &mut Engine) -> PublishPhase {
         duration.as_secs_f64(),
         e.total_watchers() as f64 / e.users.len().max(1) as f64
     ));
-    let cpu = Cpu::start(&e.opts.pids);
+    let cpu = Cpu::start(&e.opts);
     let start = cpu.at;
     e.measuring = true;
     let stop = start + duration;
@@ -438,7 +508,7 @@ pub async fn publish_phase(e: &mut Engine) -> PublishPhase {
     let drain = Instant::now() + e.opts.grace;
     let _ = e.wait_until(drain, |e| e.incomplete == 0).await;
     e.measuring = false;
-    let cpu = cpu.stop(&e.opts.pids);
+    let cpu = cpu.stop(&e.opts);
     let delivering =
         e.m.last_delivery
             .map_or(sending, |t| t.saturating_duration_since(start).max(sending));
@@ -496,6 +566,13 @@ pub fn report_publish(e: &Engine, r: &mut Report, p: &PublishPhase) -> Check {
         m.delivered,
     );
     r.int("notify_lost", "notes lost", p.lost);
+    if o.servers.len() > 1 {
+        r.int(
+            "notify_superseded",
+            "of which passed over by a newer note",
+            m.superseded,
+        );
+    }
     r.int("notify_wrong", "wrong notes", m.wrong);
     r.int("notify_no_note", "NOTIFYs without a note", m.no_note);
     r.int("notify_bad_body", "undecodable NOTIFY bodies", m.bad_bodies);
@@ -545,6 +622,12 @@ pub fn report_publish(e: &Engine, r: &mut Report, p: &PublishPhase) -> Check {
         "NOTIFYs per server CPU-second",
         p.cpu.per_cpu_second(m.notifies),
         "",
+    );
+    p.cpu.report_with_store(
+        r,
+        "notifies_per_cpu_s_with_store",
+        "NOTIFYs per CPU-second, servers + store",
+        m.notifies,
     );
     if e.opts.scenario == Scenario::List {
         r.float(
