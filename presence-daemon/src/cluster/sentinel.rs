@@ -250,7 +250,7 @@ impl Sentinel {
             .into_connection_info()
             .map_err(|e| e.to_string())?
             .set_redis_settings(self.auth.clone());
-        let client = redis::Client::open(info).map_err(|e| e.to_string())?;
+        let client = super::client(info).map_err(|e| e.to_string())?;
         let query = async {
             let mut c = client
                 .get_multiplexed_async_connection_with_config(&Self::config(timeout))
@@ -280,7 +280,7 @@ impl Sentinel {
             .master
             .clone()
             .set_addr(ConnectionAddr::Tcp(addr.host.clone(), addr.port));
-        let client = redis::Client::open(info).map_err(|e| e.to_string())?;
+        let client = super::client(info).map_err(|e| e.to_string())?;
         let role = async {
             let mut c = client
                 .get_multiplexed_async_connection_with_config(&Self::config(timeout))
