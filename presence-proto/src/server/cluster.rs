@@ -462,7 +462,7 @@ impl Server {
                     debug!(?id, error = %e.0, "cluster operation failed (store unreachable)");
                 }
             }
-            Ok(_) => c.retry.delay = c.timeout.max(RETRY_FIRST),
+            Ok(_) => c.retry.delay = RETRY_FIRST,
         }
         let failed = result.is_err();
         match purpose {
@@ -667,7 +667,7 @@ impl Server {
         if self.forget_subscription(now, id) {
             info!(
                 ?id,
-                by = how,
+                learnt_from = how,
                 "subscription dialog taken over by another node: dropped here"
             );
         }
