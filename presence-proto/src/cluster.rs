@@ -427,6 +427,10 @@ pub fn decode_dialog(record: &Bytes) -> Option<DialogRecord> {
         return None;
     };
     let start = record.len() - rest.len();
+    let fixed = record.slice(start..);
+    if !writable(&request_uri, &fixed, list.as_ref()) {
+        return None;
+    }
     Some(DialogRecord {
         node,
         call_id,
@@ -444,8 +448,49 @@ pub fn decode_dialog(record: &Bytes) -> Option<DialogRecord> {
         bypass: *bypass == b'1',
         cseq_ceiling,
         list,
-        fixed: record.slice(start..),
+        fixed,
     })
+}
+
+/// Whether what a dialog record puts into NOTIFYs as it is (the request URI, the fixed header
+/// lines, a list's multipart boundary and Content-ID host) makes messages that parse: a damaged
+/// record is refused rather than sent.
+fn writable(request_uri: &str, fixed: &Bytes, list: Option<&StoredList>) -> bool {
+    let graphic = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
+    if !graphic(request_uri) || crate::sip::Uri::parse(request_uri.as_bytes()).is_none() {
+        return false;
+    }
+    if let Some(l) = list {
+        let bchar = |b: u8| b.is_ascii_alphanumeric() || b"'()+_,-./:=?".contains(&b);
+        if l.boundary.is_empty() || l.boundary.len() > 70 || !l.boundary.bytes().all(bchar) {
+            return false;
+        }
+        if !graphic(&l.cid_host) || l.cid_host.bytes().any(|b| b"<>\"@".contains(&b)) {
+            return false;
+        }
+    }
+    // Header lines, each `Name: value` and CRLF-terminated, that parse as a message's head.
+    if !fixed.is_empty() && !fixed.ends_with(b"\r\n") {
+        return false;
+    }
+    // No empty line (it would end the head), no bare CR or LF, no NUL.
+    let crlf_only = fixed.iter().enumerate().all(|(i, b)| match b {
+        b'\r' => fixed.get(i + 1) == Some(&b'\n'),
+        b'\n' => i > 0 && fixed[i - 1] == b'\r',
+        0 => false,
+        _ => true,
+    });
+    if !crlf_only
+        || fixed.starts_with(b"\r\n")
+        || memchr::memmem::find(fixed, b"\r\n\r\n").is_some()
+    {
+        return false;
+    }
+    let mut head = Vec::with_capacity(fixed.len() + 48);
+    head.extend_from_slice(b"NOTIFY sip:x SIP/2.0\r\n");
+    head.extend_from_slice(fixed);
+    head.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    crate::sip::Message::parse(Bytes::from(head), 1000).is_ok()
 }
 
 #[cfg(test)]
@@ -512,6 +557,50 @@ mod tests {
         };
         assert_eq!(decode_dialog(&encode_dialog(&l)), Some(l));
         assert!(decode_dialog(&Bytes::from_static(b"P1\nx")).is_none());
+    }
+
+    #[test]
+    fn a_record_that_would_write_broken_notifies_is_refused() {
+        let d = DialogRecord {
+            node: "n1".into(),
+            call_id: "c@h".into(),
+            local_tag: "lt".into(),
+            remote_tag: "rt".into(),
+            remote_cseq: 7,
+            watcher: "bob@example.org".into(),
+            presentity: "alice@example.org".into(),
+            entity: "sip:alice@example.org".into(),
+            request_uri: "sip:bob@127.0.0.1:5060;transport=tcp".into(),
+            next_hop_host: "127.0.0.1".into(),
+            next_hop_port: 5060,
+            has_routes: false,
+            direct: true,
+            bypass: false,
+            cseq_ceiling: 1003,
+            list: None,
+            fixed: Bytes::from_static(b"Max-Forwards: 70\r\nContact: <sip:h>\r\n"),
+        };
+        assert!(decode_dialog(&encode_dialog(&d)).is_some());
+        for fixed in [
+            &b"C\x7fntact: <sip:h>\r\n"[..],
+            b"Max-Forwards: 70\r\n\r\nX: y\r\n",
+            b"Max-Forwards: 70\nContact: <sip:h>\r\n",
+            b"Max-Forwards: 70",
+            b"no colon\r\n",
+        ] {
+            let bad = DialogRecord {
+                fixed: Bytes::copy_from_slice(fixed),
+                ..d.clone()
+            };
+            assert!(decode_dialog(&encode_dialog(&bad)).is_none(), "{fixed:?}");
+        }
+        for uri in ["sip:bob@h x", "not a uri", ""] {
+            let bad = DialogRecord {
+                request_uri: uri.into(),
+                ..d.clone()
+            };
+            assert!(decode_dialog(&encode_dialog(&bad)).is_none(), "{uri:?}");
+        }
     }
 
     #[test]
