@@ -701,19 +701,8 @@ impl Server {
         };
         match event {
             ClusterEvent::Changed { aor, origin } => {
-                if origin == c.node {
-                    return;
-                }
-                let Some(f) = c.followed.get_mut(&aor) else {
-                    return;
-                };
-                if f.fetching {
-                    f.again = true;
-                } else {
-                    f.fetching = true;
-                    self.cluster_issue(now, ClusterOp::Fetch { aor: aor.clone() }, {
-                        Purpose::Fetch { aor }
-                    });
+                if origin != c.node {
+                    self.cluster_refetch(now, &aor);
                 }
             }
             ClusterEvent::Disconnected => {
@@ -756,39 +745,46 @@ impl Server {
             return;
         }
         c.resync_until = None;
-        let mut fetch: Vec<String> = Vec::new();
-        for (aor, f) in c.followed.iter_mut() {
-            if f.fetching {
-                f.again = true;
-            } else {
-                f.fetching = true;
-                fetch.push(aor.clone());
-            }
+        self.cluster_refetch_all(now);
+    }
+
+    /// Fetches `aor` again if followed (once more after the fetch in flight, if any).
+    fn cluster_refetch(&mut self, now: Instant, aor: &str) {
+        let Some(f) = self.cluster.as_mut().and_then(|c| c.followed.get_mut(aor)) else {
+            return;
+        };
+        if f.fetching {
+            f.again = true;
+            return;
         }
-        fetch.sort_unstable();
-        for aor in fetch {
-            self.cluster_issue(now, ClusterOp::Fetch { aor: aor.clone() }, {
-                Purpose::Fetch { aor }
-            });
+        f.fetching = true;
+        let op = ClusterOp::Fetch {
+            aor: aor.to_owned(),
+        };
+        let purpose = Purpose::Fetch {
+            aor: aor.to_owned(),
+        };
+        self.cluster_issue(now, op, purpose);
+    }
+
+    /// Fetches every followed presentity again (in a stable order).
+    fn cluster_refetch_all(&mut self, now: Instant) {
+        let Some(c) = self.cluster.as_ref() else {
+            return;
+        };
+        let mut aors: Vec<String> = c.followed.keys().cloned().collect();
+        aors.sort_unstable();
+        for aor in aors {
+            self.cluster_refetch(now, &aor);
         }
     }
 
     /// Rewrites what this node owns and fetches what it follows (the store may have lost it, and
     /// changes may have been missed).
     fn cluster_resync(&mut self, now: Instant) {
-        let Some(c) = self.cluster.as_mut() else {
+        let Some(followed) = self.cluster.as_ref().map(|c| c.followed.len()) else {
             return;
         };
-        let mut fetch: Vec<String> = Vec::new();
-        for (aor, f) in c.followed.iter_mut() {
-            if f.fetching {
-                f.again = true;
-            } else {
-                f.fetching = true;
-                fetch.push(aor.clone());
-            }
-        }
-        fetch.sort_unstable();
         let mut local: Vec<PubId> = self
             .publications
             .by_id
@@ -808,7 +804,7 @@ impl Server {
         info!(
             publications = local.len(),
             subscriptions = subs.len(),
-            followed = fetch.len(),
+            followed,
             "cluster resynchronisation"
         );
         for id in local {
@@ -817,11 +813,7 @@ impl Server {
         for id in subs {
             self.cluster_watch(now, id, true, false);
         }
-        for aor in fetch {
-            self.cluster_issue(now, ClusterOp::Fetch { aor: aor.clone() }, {
-                Purpose::Fetch { aor }
-            });
-        }
+        self.cluster_refetch_all(now);
     }
 
     /// Writes publication `id` to the store (`replaces`: its former ETag).
@@ -1271,20 +1263,8 @@ impl Server {
             Ok(other) => warn!(presentity = %aor, reply = ?other, "unexpected cluster reply"),
             Err(_) => {}
         }
-        if again
-            && let Some(c) = self.cluster.as_mut()
-            && let Some(f) = c.followed.get_mut(aor)
-        {
-            f.fetching = true;
-            self.cluster_issue(
-                now,
-                ClusterOp::Fetch {
-                    aor: aor.to_owned(),
-                },
-                Purpose::Fetch {
-                    aor: aor.to_owned(),
-                },
-            );
+        if again {
+            self.cluster_refetch(now, aor);
         }
         if first {
             self.cluster_release_parked(now);
@@ -1563,25 +1543,6 @@ impl Server {
     /// A remote publication expired here: the store may know a refresh whose announcement was
     /// missed.
     pub(crate) fn cluster_expired(&mut self, now: Instant, aor: &str) {
-        let Some(c) = self.cluster.as_mut() else {
-            return;
-        };
-        let Some(f) = c.followed.get_mut(aor) else {
-            return;
-        };
-        if f.fetching {
-            f.again = true;
-            return;
-        }
-        f.fetching = true;
-        self.cluster_issue(
-            now,
-            ClusterOp::Fetch {
-                aor: aor.to_owned(),
-            },
-            Purpose::Fetch {
-                aor: aor.to_owned(),
-            },
-        );
+        self.cluster_refetch(now, aor);
     }
 }
