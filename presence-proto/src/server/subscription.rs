@@ -518,17 +518,7 @@ impl Server {
             self.subscriptions
                 .dialogs
                 .insert((info.call_id.clone(), local_tag.clone()), id);
-            for (resource, key) in watched.iter().enumerate() {
-                if let Some(p) = self.presentities.get_mut(key) {
-                    p.watchers.push(Watch {
-                        sub: id,
-                        resource: resource as u32,
-                    });
-                }
-                if self.presentities.add_watch(&watcher, key) {
-                    self.reevaluate_access(now, &watcher, key);
-                }
-            }
+            self.register_watches(now, id, &watcher, &watched);
             self.timers.arm(
                 now + Duration::from_secs(u64::from(expires)),
                 Timer::SubscriptionExpiry(id),
@@ -1103,6 +1093,15 @@ impl Server {
             c.subscriptions += 1;
         }
         self.update_access(id);
+        self.register_watches(now, id, &watcher, &keys);
+        self.timers.arm(expires_at, Timer::SubscriptionExpiry(id));
+        info!(%watcher, resources = keys.len(), from = %d.node, "subscription dialog taken over from another node");
+        Some(id)
+    }
+
+    /// Counts subscription `id` of `watcher` among the watchers of `keys` (resource i watching
+    /// `keys[i]`) and in who-watches-whom, re-evaluating the access a new relation changes.
+    fn register_watches(&mut self, now: Instant, id: SubId, watcher: &str, keys: &[String]) {
         for (resource, key) in keys.iter().enumerate() {
             if let Some(p) = self.presentities.get_mut(key) {
                 p.watchers.push(Watch {
@@ -1110,13 +1109,10 @@ impl Server {
                     resource: resource as u32,
                 });
             }
-            if self.presentities.add_watch(&watcher, key) {
-                self.reevaluate_access(now, &watcher, key);
+            if self.presentities.add_watch(watcher, key) {
+                self.reevaluate_access(now, watcher, key);
             }
         }
-        self.timers.arm(expires_at, Timer::SubscriptionExpiry(id));
-        info!(%watcher, resources = keys.len(), from = %d.node, "subscription dialog taken over from another node");
-        Some(id)
     }
 
     /// Forgets a subscription and updates who-watches-whom (in the cluster store too).
