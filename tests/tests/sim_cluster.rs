@@ -391,6 +391,14 @@ impl Cluster {
         d
     }
 
+    /// An in-dialog SUBSCRIBE of `d` sent to node `node`: its response.
+    fn resubscribe(&mut self, node: usize, ua: &mut Ua, d: &mut Dialog, expires: u32) -> Message {
+        let m = ua.resubscribe_msg(d, expires);
+        self.nodes[node].send(ua.conn, m);
+        self.settle();
+        ua.expect_response(&mut self.nodes[node])
+    }
+
     fn notify(&mut self, node: usize, ua: &Ua) -> Message {
         let n = ua.expect_notify(&mut self.nodes[node], 200);
         self.settle();
@@ -560,18 +568,15 @@ fn the_mutual_rule_works_across_nodes() {
     c.nothing(1, &bob);
 
     // Alice's refresh does not change anything for bob.
-    let m = alice.resubscribe_msg(&mut da, 600);
-    c.nodes[0].send(alice.conn, m);
-    c.settle();
-    assert_eq!(alice.expect_response(&mut c.nodes[0]).status(), Some(200));
+    assert_eq!(
+        c.resubscribe(0, &mut alice, &mut da, 600).status(),
+        Some(200)
+    );
     c.notify(0, &alice);
     c.nothing(1, &bob);
 
     // Alice unsubscribes: bob is downgraded.
-    let m = alice.resubscribe_msg(&mut da, 0);
-    c.nodes[0].send(alice.conn, m);
-    c.settle();
-    assert_eq!(alice.expect_response(&mut c.nodes[0]).status(), Some(200));
+    assert_eq!(c.resubscribe(0, &mut alice, &mut da, 0).status(), Some(200));
     c.notify(0, &alice);
     let n = c.notify(1, &bob);
     assert!(!body(&n).contains("secret"), "{}", body(&n));
@@ -604,10 +609,7 @@ fn a_node_unfollows_when_its_last_watcher_goes() {
     let mut d = c.subscribe(1, &mut bob, "sip:alice@example.org");
     c.notify(1, &bob);
     assert!(c.store.followers[&1].contains("alice@example.org"));
-    let m = bob.resubscribe_msg(&mut d, 0);
-    c.nodes[1].send(bob.conn, m);
-    c.settle();
-    assert_eq!(bob.expect_response(&mut c.nodes[1]).status(), Some(200));
+    assert_eq!(c.resubscribe(1, &mut bob, &mut d, 0).status(), Some(200));
     c.notify(1, &bob);
     assert!(!c.store.followers[&1].contains("alice@example.org"));
     // Changes of alice no longer reach node 1.
@@ -796,10 +798,7 @@ fn a_dialog_of_a_dead_node_is_refreshed_on_another_and_notified_from_there() {
 
     // The proxy sends the refresh to node 1.
     let mut bob = c.ua(1, "bob");
-    let m = bob.resubscribe_msg(&mut d, 600);
-    c.nodes[1].send(bob.conn, m);
-    c.settle();
-    let r = bob.expect_response(&mut c.nodes[1]);
+    let r = c.resubscribe(1, &mut bob, &mut d, 600);
     assert_eq!(r.status(), Some(200), "{:?}", r.start);
     let to = header(&r, HeaderName::To).unwrap();
     assert!(to.contains(&format!("tag={}", d.to_tag)), "{to}");
@@ -841,19 +840,13 @@ fn a_dialog_of_a_dead_node_is_refreshed_on_another_and_notified_from_there() {
     c.nothing(1, &bob);
 
     // Unsubscribe on node 1: terminated, and the record is gone.
-    let m = bob.resubscribe_msg(&mut d, 0);
-    c.nodes[1].send(bob.conn, m);
-    c.settle();
-    assert_eq!(bob.expect_response(&mut c.nodes[1]).status(), Some(200));
+    assert_eq!(c.resubscribe(1, &mut bob, &mut d, 0).status(), Some(200));
     let n = c.notify(1, &bob);
     let state = header(&n, HeaderName::SubscriptionState).unwrap();
     assert!(state.starts_with("terminated"), "{state}");
     assert!(c.store.dialogs.is_empty(), "{:?}", c.store.dialogs);
     // And a later refresh is 481.
-    let m = bob.resubscribe_msg(&mut d, 600);
-    c.nodes[1].send(bob.conn, m);
-    c.settle();
-    assert_eq!(bob.expect_response(&mut c.nodes[1]).status(), Some(481));
+    assert_eq!(c.resubscribe(1, &mut bob, &mut d, 600).status(), Some(481));
 }
 
 #[test]
@@ -861,10 +854,7 @@ fn an_unsubscribe_on_another_node_ends_a_dead_nodes_dialog() {
     let mut c = Cluster::new(2, true);
     let (mut d, last) = dialog_on_a_dead_node(&mut c);
     let mut bob = c.ua(1, "bob");
-    let m = bob.resubscribe_msg(&mut d, 0);
-    c.nodes[1].send(bob.conn, m);
-    c.settle();
-    assert_eq!(bob.expect_response(&mut c.nodes[1]).status(), Some(200));
+    assert_eq!(c.resubscribe(1, &mut bob, &mut d, 0).status(), Some(200));
     let n = c.notify(1, &bob);
     assert!(cseq(&n) > last);
     let state = header(&n, HeaderName::SubscriptionState).unwrap();
@@ -890,20 +880,17 @@ fn an_unknown_dialog_is_481_after_the_lookup_and_a_lookup_that_times_out_too() {
         target: "sip:alice@example.org".into(),
         cseq: 1,
     };
-    let m = bob.resubscribe_msg(&mut d, 600);
-    c.nodes[1].send(bob.conn, m);
-    c.settle();
-    assert_eq!(bob.expect_response(&mut c.nodes[1]).status(), Some(481));
+    assert_eq!(c.resubscribe(1, &mut bob, &mut d, 600).status(), Some(481));
     assert_eq!(c.ops_of(1).len(), 1, "{:?}", c.ops_of(1));
 
     // A dialog that exists, asked for with another From tag: 481, not taken over.
     let (mut d, _) = dialog_on_a_dead_node(&mut c);
     let mut forged = d.clone();
     forged.from_tag = "someone-else".into();
-    let m = bob.resubscribe_msg(&mut forged, 600);
-    c.nodes[1].send(bob.conn, m);
-    c.settle();
-    assert_eq!(bob.expect_response(&mut c.nodes[1]).status(), Some(481));
+    assert_eq!(
+        c.resubscribe(1, &mut bob, &mut forged, 600).status(),
+        Some(481)
+    );
     c.nothing(1, &bob);
     let key = (d.call_id.clone(), d.to_tag.clone());
     assert_eq!(decode_dialog(&c.store.dialogs[&key].0).unwrap().node, "n0");
@@ -942,10 +929,7 @@ fn a_taken_over_dialog_keeps_the_mutual_rule_of_the_store() {
 
     // Node 1 takes bob's dialog over: alice's watch of bob, in the store, still grants access.
     let mut bob1 = c.ua(1, "bob");
-    let m = bob1.resubscribe_msg(&mut d, 600);
-    c.nodes[1].send(bob1.conn, m);
-    c.settle();
-    assert_eq!(bob1.expect_response(&mut c.nodes[1]).status(), Some(200));
+    assert_eq!(c.resubscribe(1, &mut bob1, &mut d, 600).status(), Some(200));
     let n = c.notify(1, &bob1);
     assert!(body(&n).contains("for friends"), "{}", body(&n));
     c.nothing(1, &bob1);
@@ -1017,10 +1001,7 @@ fn a_list_dialog_of_a_dead_node_is_taken_over_too() {
     c.dead.insert(0);
 
     let mut bob1 = c.ua(1, "bob");
-    let m = bob1.resubscribe_msg(&mut d, 600);
-    c.nodes[1].send(bob1.conn, m);
-    c.settle();
-    let r = bob1.expect_response(&mut c.nodes[1]);
+    let r = c.resubscribe(1, &mut bob1, &mut d, 600);
     assert_eq!(r.status(), Some(200), "{:?}", r.start);
     assert_eq!(
         header(&r, HeaderName::Require).as_deref(),
@@ -1058,10 +1039,7 @@ fn a_list_dialog_of_a_dead_node_is_taken_over_too() {
     );
 
     // Unsubscribe: terminated, record gone.
-    let m = bob1.resubscribe_msg(&mut d, 0);
-    c.nodes[1].send(bob1.conn, m);
-    c.settle();
-    assert_eq!(bob1.expect_response(&mut c.nodes[1]).status(), Some(200));
+    assert_eq!(c.resubscribe(1, &mut bob1, &mut d, 0).status(), Some(200));
     let n = c.notify(1, &bob1);
     assert_eq!(decode_list(&n).state.state, "terminated");
     assert!(c.store.dialogs.is_empty(), "{:?}", c.store.dialogs);
@@ -1092,10 +1070,7 @@ fn a_dialog_moved_while_its_node_is_alive_is_served_by_the_new_node_only() {
     c.advance(Duration::from_secs(300));
     // Node 0 is alive, but the proxy sends the refresh to node 1.
     let mut bob1 = c.ua(1, "bob");
-    let m = bob1.resubscribe_msg(&mut d, 600);
-    c.nodes[1].send(bob1.conn, m);
-    c.settle();
-    assert_eq!(bob1.expect_response(&mut c.nodes[1]).status(), Some(200));
+    assert_eq!(c.resubscribe(1, &mut bob1, &mut d, 600).status(), Some(200));
     let n = c.notify(1, &bob1);
     assert!(cseq(&n) > last);
     // Node 0 was told, and dropped its copy without a word.
@@ -1142,19 +1117,13 @@ fn a_stale_copy_is_dropped_when_its_record_write_is_refused() {
     // Node 1 takes the dialog over; node 0 misses the announcement.
     c.store.lose_taken = true;
     let mut bob1 = c.ua(1, "bob");
-    let m = bob1.resubscribe_msg(&mut d, 600);
-    c.nodes[1].send(bob1.conn, m);
-    c.settle();
-    assert_eq!(bob1.expect_response(&mut c.nodes[1]).status(), Some(200));
+    assert_eq!(c.resubscribe(1, &mut bob1, &mut d, 600).status(), Some(200));
     let _ = c.notify(1, &bob1);
     assert_eq!(subscriptions(&c, 0), 1);
     // The proxy sends the next refresh to node 0 again: answered, but its record write is
     // refused, and node 0 drops its copy; the record stays node 1's.
     let mut bob0 = c.ua(0, "bob");
-    let m = bob0.resubscribe_msg(&mut d, 600);
-    c.nodes[0].send(bob0.conn, m);
-    c.settle();
-    assert_eq!(bob0.expect_response(&mut c.nodes[0]).status(), Some(200));
+    assert_eq!(c.resubscribe(0, &mut bob0, &mut d, 600).status(), Some(200));
     assert_eq!(subscriptions(&c, 0), 0);
     assert_eq!(subscriptions(&c, 1), 1);
     let key = (d.call_id.clone(), d.to_tag.clone());
@@ -1203,10 +1172,7 @@ fn writes_that_fail_while_the_store_is_up_are_retried() {
     let _ = c.subscribe(1, &mut carol, "sip:dave@example.org");
     let _ = c.notify(1, &carol);
     // Bob unsubscribes: the removal of his watch relation and record fails too.
-    let m = bob.resubscribe_msg(&mut d, 0);
-    c.nodes[1].send(bob.conn, m);
-    c.settle();
-    assert_eq!(bob.expect_response(&mut c.nodes[1]).status(), Some(200));
+    assert_eq!(c.resubscribe(1, &mut bob, &mut d, 0).status(), Some(200));
     let _ = c.notify(1, &bob);
     assert!(c.store.pubs.is_empty());
     assert!(!c.store.watch.contains_key("carol@example.org"));
