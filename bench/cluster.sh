@@ -64,6 +64,8 @@ T0=$(date +%s)
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$OUT/cluster.log" >&2; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 redis() { redis-cli "${RCLI[@]}" "$@"; }
 redis_pid() { redis info server | tr -d '\r' | sed -n 's/^process_id://p'; }
@@ -71,18 +73,6 @@ redis_pid() { redis info server | tr -d '\r' | sed -n 's/^process_id://p'; }
 # ------------------------------------------------------------------ nodes and their cleanup
 NODES=()            # PIDs of the running nodes
 
-stop_pids() {
-  local pids=("$@") p alive
-  [ ${#pids[@]} -eq 0 ] && return 0
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for _ in $(seq 1 100); do
-    alive=0
-    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ $alive = 0 ] && return 0
-    sleep 0.1
-  done
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-}
 
 # Deletes the Redis keys under a prefix (prints how many).
 delete_keys() {
@@ -109,7 +99,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-port_free() { ! ss -ltn 2>/dev/null | grep -q "127.0.0.1:$1 "; }
 
 # start_nodes COUNT REDIS(0|1) DIR PREFIX: COUNT fresh nodes; sets NODES and ADDRS.
 ADDRS=()

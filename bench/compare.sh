@@ -56,24 +56,14 @@ T0=$(date +%s)
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$OUT/compare.log" >&2; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 # ------------------------------------------------------------------ servers and their cleanup
 STARTED=()          # every PID we started (or Kamailio's tree), to stop on exit
 SERVER_PID=""
 SERVER_ADDR=""
 
-stop_pids() {
-  local pids=("$@") p alive
-  [ ${#pids[@]} -eq 0 ] && return 0
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for _ in $(seq 1 100); do
-    alive=0
-    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ $alive = 0 ] && return 0
-    sleep 0.1
-  done
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-}
 
 # The PID and its descendants (Kamailio's workers).
 tree_of() {
@@ -112,7 +102,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-port_free() { ! ss -ltn 2>/dev/null | grep -q "127.0.0.1:$1 "; }
 
 # start_server KIND DIR [ENV...]: a fresh server in DIR; sets SERVER_PID and SERVER_ADDR.
 start_server() {
