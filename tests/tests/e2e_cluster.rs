@@ -21,8 +21,7 @@ const PRIVATE_NODE: &str = "cluster-timeout=500\nbypass-condition=cluster-test";
 on_both_runtimes!(a_publish_on_one_node_is_notified_by_another);
 fn a_publish_on_one_node_is_notified_by_another(rt: Runtime) {
     let ns = Namespace::new("presence-e2e-");
-    let a = Daemon::start(rt, &ns.node("a", "bypass-condition=cluster-test"));
-    let b = Daemon::start(rt, &ns.node("b", "bypass-condition=cluster-test"));
+    let (a, b) = two_nodes(rt, &ns);
     let mut bob = Ua::new(&b, "bob");
     bob.user_agent = "cluster-test";
     let (_d, n) = bob.subscribe("alice");
@@ -49,8 +48,7 @@ fn a_publish_on_one_node_is_notified_by_another(rt: Runtime) {
 on_both_runtimes!(a_refresh_with_sip_if_match_is_served_by_another_node);
 fn a_refresh_with_sip_if_match_is_served_by_another_node(rt: Runtime) {
     let ns = Namespace::new("presence-e2e-");
-    let a = Daemon::start(rt, &ns.node("a", "bypass-condition=cluster-test"));
-    let b = Daemon::start(rt, &ns.node("b", "bypass-condition=cluster-test"));
+    let (a, b) = two_nodes(rt, &ns);
     let mut carol = Ua::new(&a, "carol");
     carol.user_agent = "cluster-test";
     carol.subscribe("alice");
@@ -131,8 +129,7 @@ fn the_mutual_rule_works_across_nodes(rt: Runtime) {
 on_both_runtimes!(a_killed_nodes_dialog_is_refreshed_on_a_surviving_node);
 fn a_killed_nodes_dialog_is_refreshed_on_a_surviving_node(rt: Runtime) {
     let ns = Namespace::new("presence-e2e-");
-    let a = Daemon::start(rt, &ns.node("a", "bypass-condition=cluster-test"));
-    let b = Daemon::start(rt, &ns.node("b", "bypass-condition=cluster-test"));
+    let (a, b) = two_nodes(rt, &ns);
     let mut alice_a = Ua::new(&a, "alice");
     let r = alice_a.publish(Some(&pidf("alice", "before the crash")), 600, None);
     assert_eq!(r.status(), Some(200), "{r}");
@@ -185,14 +182,28 @@ fn a_killed_nodes_dialog_is_refreshed_on_a_surviving_node(rt: Runtime) {
     assert!(cseq(&n2) > cseq(&n), "{n2}");
 
     // Unsubscribe on node b: terminated, and the dialog's key is gone.
-    let (r, n) = bob_b.resubscribe(&mut d, 0);
+    unsubscribe(&mut bob_b, &mut d, &ns, &dlg_key);
+}
+
+/// Nodes a and b on the shared Redis under `ns`, their watchers seeing everything
+/// (`cluster-test` bypasses the mutual rule).
+fn two_nodes(rt: Runtime, ns: &Namespace) -> (Daemon, Daemon) {
+    let a = Daemon::start(rt, &ns.node("a", "bypass-condition=cluster-test"));
+    let b = Daemon::start(rt, &ns.node("b", "bypass-condition=cluster-test"));
+    (a, b)
+}
+
+/// Unsubscribes `d` through `ua`: `200`, a terminating NOTIFY, and the dialog's record
+/// `dlg_key` gone from Redis.
+fn unsubscribe(ua: &mut Ua, d: &mut Dialog, ns: &Namespace, dlg_key: &str) {
+    let (r, n) = ua.resubscribe(d, 0);
     assert_eq!(r.status(), Some(200), "{r}");
     assert!(
         n.header("Subscription-State")
             .is_some_and(|s| s.starts_with("terminated")),
         "{n}"
     );
-    ns.wait_key(&dlg_key, false, CROSS);
+    ns.wait_key(dlg_key, false, CROSS);
 }
 
 on_both_runtimes!(a_dialog_moved_while_its_node_lives_is_served_by_one_node);
@@ -201,8 +212,7 @@ on_both_runtimes!(a_dialog_moved_while_its_node_lives_is_served_by_one_node);
 /// by node b.
 fn a_dialog_moved_while_its_node_lives_is_served_by_one_node(rt: Runtime) {
     let ns = Namespace::new("presence-e2e-");
-    let a = Daemon::start(rt, &ns.node("a", "bypass-condition=cluster-test"));
-    let b = Daemon::start(rt, &ns.node("b", "bypass-condition=cluster-test"));
+    let (a, b) = two_nodes(rt, &ns);
     let mut alice_a = Ua::new(&a, "alice");
     let first = alice_a.publish(Some(&pidf("alice", "first")), 600, None);
     assert_eq!(first.status(), Some(200), "{first}");
@@ -228,22 +238,14 @@ fn a_dialog_moved_while_its_node_lives_is_served_by_one_node(rt: Runtime) {
     if let Ok(m) = bob_a.conn.recv(Duration::from_millis(300)) {
         panic!("node a still notifies:\n{m}");
     }
-    // The record is node b's, and stays after node a's copy would have ended.
-    let (r, n) = bob_b.resubscribe(&mut d, 0);
-    assert_eq!(r.status(), Some(200), "{r}");
-    assert!(
-        n.header("Subscription-State")
-            .is_some_and(|s| s.starts_with("terminated")),
-        "{n}"
-    );
-    ns.wait_key(&dlg_key, false, CROSS);
+    // Node b ends it.
+    unsubscribe(&mut bob_b, &mut d, &ns, &dlg_key);
 }
 
 on_both_runtimes!(a_killed_nodes_list_dialog_is_refreshed_on_a_surviving_node);
 fn a_killed_nodes_list_dialog_is_refreshed_on_a_surviving_node(rt: Runtime) {
     let ns = Namespace::new("presence-e2e-");
-    let a = Daemon::start(rt, &ns.node("a", "bypass-condition=cluster-test"));
-    let b = Daemon::start(rt, &ns.node("b", "bypass-condition=cluster-test"));
+    let (a, b) = two_nodes(rt, &ns);
     let mut alice_a = Ua::new(&a, "alice");
     let r = alice_a.publish(Some(&pidf("alice", "alice before")), 600, None);
     assert_eq!(r.status(), Some(200), "{r}");
