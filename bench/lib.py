@@ -344,17 +344,26 @@ def table(d):
     out.append("| run | exit | result | wall | server CPU (whole run) | tool CPU | other CPU "
                "(rest of the machine) | most CPU besides |")
     out.append("|---|---|---|---|---|---|---|---|")
+    out.extend(_run_rows(recs, store=False))
+    return "\n".join(out)
+
+
+def _run_rows(recs, store):
+    """One table row per run, in the order they ran (`store`: with Redis's CPU)."""
     runs = [rec for sc in recs for s in recs[sc].values() for rec in s]
     runs.sort(key=lambda rec: rec.get("started", ""))
+    rows = []
     for rec in runs:
         r = rec.get("result") or {}
-        out.append(
+        store_cell = f"{rec.get('store_total_cpu_s', '–')} s | " if store else ""
+        rows.append(
             f"| {rec['label']} | {rec['status']} | {r.get('result', 'no JSON')} | "
             f"{rec['wall_s']} s | {rec['server_total_cpu_s']} s | "
+            f"{store_cell}"
             f"{rec['tool_total_cpu_s']} s | {rec['other_cpu_s']} s | "
             f"{'; '.join(o.replace('|', '/') for o in rec.get('others', [])[:2])} |"
         )
-    return "\n".join(out)
+    return rows
 
 
 def _yn(b):
@@ -460,17 +469,7 @@ def cluster_table(d):
     out.append("| run | exit | result | wall | nodes' CPU (whole run) | Redis CPU | tool CPU | "
                "other CPU (rest of the machine) | most CPU besides |")
     out.append("|---|---|---|---|---|---|---|---|---|")
-    runs = [rec for sc in recs for s in recs[sc].values() for rec in s]
-    runs.sort(key=lambda rec: rec.get("started", ""))
-    for rec in runs:
-        r = rec.get("result") or {}
-        out.append(
-            f"| {rec['label']} | {rec['status']} | {r.get('result', 'no JSON')} | "
-            f"{rec['wall_s']} s | {rec['server_total_cpu_s']} s | "
-            f"{rec.get('store_total_cpu_s', '–')} s | "
-            f"{rec['tool_total_cpu_s']} s | {rec['other_cpu_s']} s | "
-            f"{'; '.join(o.replace('|', '/') for o in rec.get('others', [])[:2])} |"
-        )
+    out.extend(_run_rows(recs, store=True))
     return "\n".join(out)
 
 
